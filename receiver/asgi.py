@@ -1,0 +1,17 @@
+"""ASGI entry point for uvicorn workers: settings come from the environment (``CALLSTREAM_CONFIG``,
+``REDIS_URL``), which ``callstream serve`` sets before it starts them."""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+
+from receiver.app import create_app
+from receiver.providers import PROVIDERS
+from receiver.settings import Settings
+
+
+def app() -> Starlette:
+    """Factory used as ``uvicorn receiver.asgi:app --factory``."""
+    return create_app(Settings.load(None, os.environ, list(PROVIDERS)))

@@ -1,0 +1,32 @@
+"""The ``callstream`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from receiver.commands import replay, serve, tail
+
+COMMANDS = {
+    "serve": (serve, "run the receiver (embedded Redis when REDIS_URL is unset)"),
+    "replay": (replay, "send recorded scenarios to a running receiver"),
+    "tail": (tail, "follow the transitions stream"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callstream", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        module.add_arguments(commands.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+    module, _help = COMMANDS[args.command]
+    return int(module.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Implementations of the ``callstream`` subcommands, one module each; wiring lives in `receiver.cli`."""

@@ -1,0 +1,81 @@
+"""``callstream serve``: run the receiver under uvicorn, with an embedded Redis when no REDIS_URL is set."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import uvicorn
+
+from receiver.embedded import EmbeddedRedis
+from receiver.providers import PROVIDERS
+from receiver.settings import ConfigError, Settings
+
+log = logging.getLogger("callstream")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML configuration (default: $CALLSTREAM_CONFIG, else built-in)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    parser.add_argument(
+        "--allow-unverified-public",
+        action="store_true",
+        help="listen beyond loopback even though some sources accept unsigned requests",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("CALLSTREAM_DATA_DIR", ".callstream"),
+        help="where the embedded Redis keeps its append-only file (default ./.callstream)",
+    )
+    parser.add_argument("--graceful-timeout", type=int, default=10, help="seconds to finish in-flight requests")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.load(args.config, os.environ, list(PROVIDERS))
+        host = args.host or settings.host
+        port = args.port or settings.port
+        if args.allow_unverified_public:
+            settings = replace(settings, allow_unverified_public=True)
+        settings.check_bind(host)
+    except ConfigError as err:
+        print(f"callstream: {err}", file=sys.stderr)
+        return 2
+    unverified = settings.unverified_sources()
+    if unverified:
+        print(
+            "WARNING: sources accept UNSIGNED requests: "
+            + ", ".join(f"/webhooks/{name}" for name in unverified)
+            + ("" if settings.from_file else " (no configuration file: every built-in provider, unverified)"),
+            file=sys.stderr,
+        )
+    embedded = None
+    if not settings.redis_url:
+        embedded = EmbeddedRedis(Path(args.data_dir) / "redis")
+        url = embedded.start()
+        os.environ["REDIS_URL"] = url
+        print(f"callstream: no REDIS_URL set; started embedded Redis at {url} (data in {embedded.data_dir})")
+        print(f"callstream: follow transitions with: REDIS_URL={url} callstream tail")
+    if args.config:
+        os.environ["CALLSTREAM_CONFIG"] = str(Path(args.config).resolve())
+    try:
+        uvicorn.run(
+            "receiver.asgi:app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers,
+            access_log=False,
+            timeout_graceful_shutdown=args.graceful_timeout,
+            proxy_headers=True,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0

@@ -1,0 +1,91 @@
+"""One received webhook request, as adapters see it: raw bytes, headers, URL; parsed on demand, once."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from receiver.errors import PayloadError, UnsupportedContentType
+from receiver.settings import Source
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+class Delivery:
+    """A request to ``POST /webhooks/<source>``. Header names are lower-case.
+
+    ``url`` is the public URL the provider called (the source's configured ``public_url`` when set,
+    since TLS usually ends at a proxy); signature schemes that sign the URL use it.
+    """
+
+    __slots__ = ("_form", "_json", "body", "headers", "method", "received_at", "source", "url")
+
+    def __init__(
+        self,
+        source: Source,
+        body: bytes,
+        headers: Mapping[str, str],
+        url: str,
+        received_at: float,
+        method: str = "POST",
+    ) -> None:
+        self.source = source
+        self.body = body
+        self.headers = headers
+        self.url = url
+        self.received_at = received_at
+        self.method = method
+        self._form: list[tuple[str, str]] | None = None
+        self._json: dict[str, Any] | None = None
+
+    @property
+    def media_type(self) -> str:
+        """The Content-Type without parameters, lower-case ('' when missing)."""
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    def form_pairs(self) -> list[tuple[str, str]]:
+        """The body as form fields in order, repeated names kept."""
+        if self._form is None:
+            try:
+                text = self.body.decode("utf-8")
+                self._form = urllib.parse.parse_qsl(
+                    text, keep_blank_values=True, strict_parsing=bool(text), errors="strict", max_num_fields=1000
+                )
+            except UnicodeDecodeError as err:
+                raise PayloadError(f"form body is not valid UTF-8 at byte {err.start}") from err
+            except ValueError as err:
+                raise PayloadError(f"malformed form body: {err}") from err
+        return self._form
+
+    def form(self) -> dict[str, str]:
+        """The body as form fields, first value of each name."""
+        fields: dict[str, str] = {}
+        for name, value in self.form_pairs():
+            fields.setdefault(name, value)
+        return fields
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object."""
+        if self._json is None:
+            try:
+                document = orjson.loads(self.body)
+            except orjson.JSONDecodeError as err:
+                raise PayloadError(f"malformed JSON body: {err}") from err
+            if not isinstance(document, dict):
+                raise PayloadError(f"JSON body must be an object, got {type(document).__name__}")
+            self._json = document
+        return self._json
+
+    def fields(self, accepted: tuple[str, ...] = (FORM, JSON)) -> dict[str, Any]:
+        """The body parsed by its Content-Type, which must be one of ``accepted``."""
+        media_type = self.media_type
+        if media_type not in accepted:
+            raise UnsupportedContentType(
+                f"Content-Type {media_type or '(missing)'!r} is not accepted here; expected one of: "
+                + ", ".join(accepted)
+            )
+        return self.json() if media_type == JSON else self.form()

@@ -1,0 +1,168 @@
+"""The small interface every provider adapter implements, and the helpers they share.
+
+An adapter is a `ProviderAdapter` value in its own module (``receiver/providers/<name>.py``):
+``verify`` authenticates a delivery, ``normalize`` turns it into canonical `CallEvent` values, and
+``sign`` produces the headers the provider would send (for ``callstream replay`` and tests).
+Normalization is pure: bytes and headers in, events out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from receiver.delivery import Delivery
+from receiver.errors import InvalidField, MissingField
+from statemachine.events import CallEvent
+from statemachine.states import Trigger
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRequest:
+    """A request as a provider would send it, before signing: what ``sign`` needs."""
+
+    url: str
+    body: bytes
+    content_type: str
+    method: str = "POST"
+
+
+#: ``verify(delivery, now)`` raises `SignatureError`; returns the signature's nonce when the scheme has one
+#: that must be remembered against replay (schemes whose signature does not cover the body).
+Verify = Callable[[Delivery, float], str | None]
+Normalize = Callable[[Delivery], list[CallEvent]]
+Sign = Callable[[OutgoingRequest, str, float], dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAdapter:
+    """One provider: how its callbacks are authenticated and what they mean."""
+
+    name: str
+    verify: Verify
+    normalize: Normalize
+    sign: Sign
+    content_types: tuple[str, ...]
+
+
+MAX_ID_LENGTH = 256
+_UNSAFE_ID = re.compile(r"[\x00-\x20\x7f]")
+
+
+def checked_id(value: Any, field: str) -> str:
+    """A provider-supplied id that is safe to put in a Redis key: present, bounded, no control characters."""
+    if value is None or value == "":
+        raise MissingField(f"{field} is missing", field=field)
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise InvalidField(f"{field} must be a string", field=field)
+    text = str(value)
+    if len(text) > MAX_ID_LENGTH:
+        raise InvalidField(f"{field} is longer than {MAX_ID_LENGTH} characters", field=field)
+    if _UNSAFE_ID.search(text):
+        raise InvalidField(f"{field} contains whitespace or control characters", field=field)
+    return text
+
+
+def dig(document: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path (``"data.call.id"``) in a JSON document, or None."""
+    value: Any = document
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def text_or_none(value: Any) -> str | None:
+    """A field as text, with empty strings as None."""
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def number_or_none(value: Any) -> float | int | None:
+    """A numeric field (which form bodies carry as text) as a number, or None when absent or not numeric."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    try:
+        number = float(str(value))
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else number
+
+
+def iso_utc(value: Any) -> str | None:
+    """An ISO 8601 timestamp with a zone, normalized to UTC; None when absent or without a zone."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def unix_utc(seconds: Any) -> str | None:
+    """Unix seconds as an ISO 8601 UTC timestamp."""
+    number = number_or_none(seconds)
+    if number is None:
+        return None
+    try:
+        return datetime.fromtimestamp(number, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def received_at(delivery: Delivery) -> str:
+    return datetime.fromtimestamp(delivery.received_at, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def normalized_name(value: str) -> str:
+    """Provider event and cause names compared case- and punctuation-insensitively: ``Busy Line`` → ``busy_line``."""
+    return re.sub(r"[^a-z0-9]+", "_", value.strip().lower()).strip("_")
+
+
+def make_event(
+    delivery: Delivery,
+    *,
+    call_id: Any,
+    call_id_field: str,
+    trigger: Trigger,
+    provider_event: str,
+    provider_status: str | None,
+    dedupe_key: str,
+    raw: dict[str, Any],
+    occurred_at: str | None = None,
+    from_number: Any = None,
+    to_number: Any = None,
+    direction: str | None = None,
+    correlation: Mapping[str, Any] | None = None,
+    extras: Mapping[str, Any] | None = None,
+) -> CallEvent:
+    """Build a canonical event, checking the call id and dropping empty correlation and extra fields."""
+    return CallEvent(
+        source=delivery.source.name,
+        provider=delivery.source.provider,
+        call_id=checked_id(call_id, call_id_field),
+        event=trigger,
+        provider_event=provider_event,
+        provider_status=provider_status,
+        dedupe_key=dedupe_key,
+        received_at=received_at(delivery),
+        occurred_at=occurred_at,
+        from_number=text_or_none(from_number),
+        to_number=text_or_none(to_number),
+        direction=direction,
+        correlation={key: str(value) for key, value in (correlation or {}).items() if value not in (None, "")},
+        extras={key: value for key, value in (extras or {}).items() if value not in (None, "")},
+        raw=raw,
+    )

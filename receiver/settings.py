@@ -1,0 +1,212 @@
+"""Configuration: sources, secrets, Redis, streams and limits, read once into frozen values.
+
+Read from a TOML file (``--config`` or ``CALLSTREAM_CONFIG``) and the environment (``REDIS_URL``).
+Secret values may name an environment variable as ``"env:NAME"``; they are wrapped in `Secret`, whose
+repr never shows the value.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from statemachine.keys import DEFAULT_PREFIX, Keys
+from statemachine.store import Retention
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class Secret:
+    """A secret value that never shows itself in reprs, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A configured webhook endpoint: ``POST /webhooks/<name>`` handled by ``provider``'s adapter."""
+
+    name: str
+    provider: str
+    secrets: tuple[Secret, ...] = ()
+    verify: bool = True
+    public_url: str | None = None
+    timestamp_tolerance_s: int = 300
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs to run."""
+
+    sources: Mapping[str, Source]
+    redis_url: str | None = None
+    key_prefix: str = DEFAULT_PREFIX
+    retention: Retention = field(default_factory=Retention)
+    max_body_bytes: int = 256 * 1024
+    redis_timeout_s: float = 2.0
+    redis_max_connections: int = 64
+    operator_token: Secret | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    allow_unverified_public: bool = False
+    from_file: bool = False
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix)
+
+    def unverified_sources(self) -> list[str]:
+        return sorted(name for name, source in self.sources.items() if not source.verify)
+
+    def check_bind(self, host: str) -> None:
+        """Refuse to listen beyond loopback while any source accepts unsigned requests."""
+        unverified = self.unverified_sources()
+        if host not in LOOPBACK_HOSTS and unverified and not self.allow_unverified_public:
+            raise ConfigError(
+                f"refusing to listen on {host} with unverified sources ({', '.join(unverified)}): "
+                "configure their secrets, bind to 127.0.0.1, or pass --allow-unverified-public"
+            )
+
+    @classmethod
+    def default(cls, environ: Mapping[str, str], providers: list[str]) -> Settings:
+        """No configuration file: every built-in provider at ``/webhooks/<provider>``, unverified, loopback."""
+        sources = {name: Source(name=name, provider=name, verify=False) for name in providers}
+        return cls(sources=sources, redis_url=environ.get("REDIS_URL") or None)
+
+    @classmethod
+    def from_toml(cls, text: str, environ: Mapping[str, str], providers: list[str]) -> Settings:
+        """Parse a TOML configuration; every error names the key at fault."""
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"configuration is not valid TOML: {err}") from err
+        return cls._from_mapping(doc, environ, providers)
+
+    @classmethod
+    def load(cls, path: str | None, environ: Mapping[str, str], providers: list[str]) -> Settings:
+        """Settings from ``path`` (or ``CALLSTREAM_CONFIG``), else the zero-configuration default."""
+        path = path or environ.get("CALLSTREAM_CONFIG")
+        if not path:
+            return cls.default(environ, providers)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"cannot read configuration {path}: {err.strerror}") from err
+        return cls.from_toml(text, environ, providers)
+
+    @classmethod
+    def _from_mapping(cls, doc: Mapping[str, Any], environ: Mapping[str, str], providers: list[str]) -> Settings:
+        redis = _table(doc, "redis")
+        server = _table(doc, "server")
+        streams = _table(doc, "streams")
+        retention = _table(doc, "retention")
+        operator = _table(doc, "operator")
+        sources = {
+            name: _source(name, spec, environ, providers)
+            for name, spec in _table(doc, "sources").items()
+        }
+        if not sources:
+            raise ConfigError("[sources] is empty: configure at least one source")
+        token = operator.get("token")
+        defaults = Retention()
+        return cls(
+            sources=sources,
+            redis_url=environ.get("REDIS_URL") or _opt_str(redis, "redis.url"),
+            key_prefix=str(streams.get("prefix", DEFAULT_PREFIX)),
+            retention=Retention(
+                stream_maxlen=_int(streams, "maxlen", defaults.stream_maxlen),
+                active_call_ms=_int(retention, "active_call_seconds", defaults.active_call_ms // 1000) * 1000,
+                terminal_call_ms=_int(retention, "terminal_call_seconds", defaults.terminal_call_ms // 1000)
+                * 1000,
+                nonce_ms=_int(retention, "nonce_seconds", defaults.nonce_ms // 1000) * 1000,
+            ),
+            max_body_bytes=_int(server, "max_body_bytes", 256 * 1024),
+            redis_timeout_s=float(server.get("redis_timeout_seconds", 2.0)),
+            redis_max_connections=_int(server, "redis_max_connections", 64),
+            operator_token=_secret(token, environ, "operator.token") if token else None,
+            host=str(server.get("host", "127.0.0.1")),
+            port=_int(server, "port", 8000),
+            allow_unverified_public=bool(server.get("allow_unverified_public", False)),
+            from_file=True,
+        )
+
+
+def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{key}] must be a table")
+    return value
+
+
+def _int(table: Mapping[str, Any], key: str, default: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _opt_str(table: Mapping[str, Any], where: str) -> str | None:
+    value = table.get(where.rsplit(".", 1)[-1])
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string")
+    return value
+
+
+def _secret(value: Any, environ: Mapping[str, str], where: str) -> Secret:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty string")
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in environ or not environ[name]:
+            raise ConfigError(f"{where} names environment variable {name}, which is not set")
+        return Secret(environ[name])
+    return Secret(value)
+
+
+def _source(name: str, spec: Any, environ: Mapping[str, str], providers: list[str]) -> Source:
+    where = f"sources.{name}"
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"[{where}] must be a table")
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"source name {name!r} may hold only letters, digits, '-' and '_'")
+    provider = spec.get("provider", name)
+    if provider not in providers:
+        raise ConfigError(f"{where}.provider {provider!r} is not one of: {', '.join(sorted(providers))}")
+    raw_secrets = spec.get("secrets", [])
+    if isinstance(raw_secrets, str):
+        raw_secrets = [raw_secrets]
+    secrets = tuple(_secret(value, environ, f"{where}.secrets") for value in raw_secrets)
+    verify = spec.get("verify", True)
+    if not isinstance(verify, bool):
+        raise ConfigError(f"{where}.verify must be true or false")
+    if verify and not secrets:
+        raise ConfigError(f"{where} verifies signatures (the default) but has no secrets; set verify = false to opt out")
+    known = {"provider", "secrets", "verify", "public_url", "timestamp_tolerance_seconds"}
+    return Source(
+        name=name,
+        provider=provider,
+        secrets=secrets,
+        verify=verify,
+        public_url=spec.get("public_url"),
+        timestamp_tolerance_s=_int(spec, "timestamp_tolerance_seconds", 300),
+        options={key: value for key, value in spec.items() if key not in known},
+    )

@@ -1,0 +1,48 @@
+"""Helpers shared by every signature family."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+
+from receiver.errors import SignatureError
+from receiver.settings import Secret
+
+
+def matches_any(candidates: Iterable[str | bytes], provided: Iterable[str | bytes]) -> bool:
+    """Whether any provided signature equals any candidate, compared in constant time.
+
+    Several candidates cover secret rotation (one per secret); several provided values cover providers
+    that send more than one signature at once. Every pair is compared, so timing reveals nothing.
+    """
+    matched = False
+    provided_list = [value.encode() if isinstance(value, str) else value for value in provided]
+    for candidate in candidates:
+        expected = candidate.encode() if isinstance(candidate, str) else candidate
+        for value in provided_list:
+            matched |= hmac.compare_digest(expected, value)
+    return matched
+
+
+def required_header(headers: Mapping[str, str], name: str) -> str:
+    """A header the scheme needs; its absence is a signature failure naming the header."""
+    value = headers.get(name.lower())
+    if not value:
+        raise SignatureError(f"missing signature header {name}", header=name)
+    return value
+
+
+def check_timestamp(timestamp: str, now: float, tolerance_s: int, header: str) -> int:
+    """A unix-seconds timestamp header within ``tolerance_s`` of ``now``."""
+    try:
+        seconds = int(timestamp)
+    except ValueError:
+        raise SignatureError(f"{header} is not a unix timestamp", header=header) from None
+    if abs(now - seconds) > tolerance_s:
+        raise SignatureError(f"{header} is outside the {tolerance_s} s tolerance", header=header)
+    return seconds
+
+
+def secrets_of(secrets: Iterable[Secret]) -> list[str]:
+    """Secret values, revealed only here, at the moment of comparison."""
+    return [secret.reveal() for secret in secrets]

@@ -1,0 +1,202 @@
+"""Applies decided events to Redis in one atomic step, and reads calls back.
+
+Each event costs one round trip: a server-side script (`apply_step.lua`) checks the nonce and dedupe
+marks, looks the decision up in the table generated from the machine, writes the call's new state,
+appends the stream entry and sets the call's expiry, all atomically. Two receivers handling two
+callbacks of one call at once are serialized by Redis itself, so neither can apply over the other.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from statemachine.errors import ReplayedNonce, StoreUnavailable
+from statemachine.events import CallEvent
+from statemachine.keys import Keys
+from statemachine.machine import Outcome
+from statemachine.script import apply_step_source
+
+#: Redis errors that mean "try again later", never "your request is wrong".
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    redis_errors.ReadOnlyError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
+    OSError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long things are kept. The dedupe window of a call is its hash's lifetime."""
+
+    stream_maxlen: int = 1_000_000
+    active_call_ms: int = 7 * 24 * 3600 * 1000
+    terminal_call_ms: int = 3 * 24 * 3600 * 1000
+    nonce_ms: int = 3 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one event did, as Redis confirmed it."""
+
+    outcome: Outcome
+    from_state: str
+    to_state: str
+    attempt: int
+    version: int
+    entry_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "from_state": self.from_state,
+            "to_state": self.to_state,
+            "attempt": self.attempt,
+            "version": self.version,
+            "entry_id": self.entry_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A call's current state and the stream entries of its history (oldest first)."""
+
+    source: str
+    call_id: str
+    provider: str
+    state: str
+    attempt: int
+    version: int
+    updated_at_ms: int
+    ttl_ms: int
+    history: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "call_id": self.call_id,
+            "provider": self.provider,
+            "state": self.state,
+            "attempt": self.attempt,
+            "version": self.version,
+            "updated_at_ms": self.updated_at_ms,
+            "expires_in_ms": self.ttl_ms,
+            "history": self.history,
+        }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def entry_fields(fields: dict[Any, Any]) -> dict[str, Any]:
+    """A transitions stream entry's fields as a plain dict, with its event decoded."""
+    entry = {_text(key): _text(value) for key, value in fields.items()}
+    for number in ("version", "attempt"):
+        if number in entry:
+            entry[number] = int(entry[number])
+    if "event" in entry:
+        entry["event"] = orjson.loads(entry["event"])
+    entry["replay"] = entry.get("replay") == "1"
+    return entry
+
+
+class CallStore:
+    """The Redis side of the lifecycle: apply an event, look a call up."""
+
+    def __init__(self, redis: Redis, keys: Keys | None = None, retention: Retention | None = None) -> None:
+        self.redis = redis
+        self.keys = keys or Keys()
+        self.retention = retention or Retention()
+        self._apply_step = redis.register_script(apply_step_source())
+
+    async def apply(
+        self, event: CallEvent, *, nonce: str | None = None, replay: bool = False, label: str | None = None
+    ) -> StepResult:
+        """Apply one event atomically and return what it did.
+
+        Raises `ReplayedNonce` when ``nonce`` already authenticated a different event, and
+        `StoreUnavailable` when Redis cannot be reached (nothing is applied in that case).
+        """
+        keys = [self.keys.transitions()]
+        keys.insert(0, self.keys.call(event.source, event.call_id))
+        if nonce:
+            keys.append(self.keys.nonce(event.source, nonce))
+        retention = self.retention
+        args = [
+            event.event.value,
+            event.dedupe_key,
+            "1" if replay else "0",
+            nonce or "",
+            retention.nonce_ms,
+            retention.stream_maxlen,
+            retention.active_call_ms,
+            retention.terminal_call_ms,
+            int(time.time() * 1000),
+            event.source,
+            event.provider,
+            event.call_id,
+            label or event.extras.get("annotation") or event.event.value,
+            event.to_json(),
+        ]
+        try:
+            reply = await self._apply_step(keys=keys, args=args)
+        except UNAVAILABLE_ERRORS as err:
+            raise StoreUnavailable(str(err) or type(err).__name__) from err
+        outcome = _text(reply[0])
+        if outcome == "replayed_nonce":
+            raise ReplayedNonce(f"nonce {nonce!r} already authenticated another request")
+        return StepResult(
+            outcome=Outcome(outcome),
+            from_state=_text(reply[1]),
+            to_state=_text(reply[2]),
+            attempt=int(reply[3]),
+            version=int(reply[4]),
+            entry_id=_text(reply[5]) or None,
+        )
+
+    async def get_call(self, source: str, call_id: str) -> CallRecord | None:
+        """The call's current state and history, or None when it is unknown or expired."""
+        key = self.keys.call(source, call_id)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(key, "state", "attempt", "version", "history", "provider", "updated_at")
+                pipe.pttl(key)
+                fields, ttl = await pipe.execute()
+            if fields[2] is None:
+                return None
+            entry_ids = _text(fields[3]).split() if fields[3] else []
+            history: list[dict[str, Any]] = []
+            if entry_ids:
+                stream = self.keys.transitions()
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for entry_id in entry_ids:
+                        pipe.xrange(stream, entry_id, entry_id)
+                    found = await pipe.execute()
+                for entry_id, rows in zip(entry_ids, found, strict=True):
+                    if rows:
+                        history.append({"id": entry_id, **entry_fields(rows[0][1])})
+                    else:
+                        history.append({"id": entry_id, "trimmed": True})
+        except UNAVAILABLE_ERRORS as err:
+            raise StoreUnavailable(str(err) or type(err).__name__) from err
+        return CallRecord(
+            source=source,
+            call_id=call_id,
+            provider=_text(fields[4]) if fields[4] else "",
+            state=_text(fields[0]) if fields[0] else "new",
+            attempt=int(fields[1] or 1),
+            version=int(fields[2]),
+            updated_at_ms=int(fields[5] or 0),
+            ttl_ms=int(ttl),
+            history=history,
+        )
