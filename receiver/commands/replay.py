@@ -10,7 +10,7 @@ import uuid
 
 import orjson
 
-from receiver.app import REPLAY_HEADER
+from receiver.routes.webhooks import REPLAY_HEADER
 from receiver.scenario import Scenario
 
 

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per part of the surface; `receiver.app` assembles them."""

@@ -1,0 +1,74 @@
+"""``POST /webhooks/{source}``: where a provider's callback enters."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from receiver.delivery import Delivery
+from receiver.errors import BodyTooLarge, UnknownSource
+from receiver.pipeline import Pipeline
+from receiver.responses import JSONResponse
+from receiver.settings import Settings, Source
+
+REPLAY_HEADER = "x-callstream-replay"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def public_url(request: Request, source: Source) -> str:
+    """The URL the provider called, which URL-signing schemes sign."""
+    if source.public_url is None:
+        return str(request.url)
+    query = request.scope.get("query_string", b"")
+    if query and "?" not in source.public_url:
+        return f"{source.public_url}?{query.decode('latin-1')}"
+    return source.public_url
+
+
+def header_map(request: Request) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.scope["headers"]}
+
+
+def is_operator_replay(settings: Settings, headers: dict[str, str], source: Source) -> bool:
+    """Replays skip provider dedupe, so only an operator may ask for one (or anyone on an unverified source)."""
+    value = headers.get(REPLAY_HEADER)
+    if not value:
+        return False
+    if settings.operator_token is not None:
+        return hmac.compare_digest(value.encode(), settings.operator_token.reveal().encode())
+    return not source.verify
+
+
+def routes(settings: Settings) -> list[Route]:
+    async def webhook(request: Request) -> Response:
+        name = request.path_params["source"]
+        source = settings.sources.get(name)
+        if source is None:
+            raise UnknownSource(f"no source named {name!r} is configured", source=name)
+        body = await read_body(request, settings.max_body_bytes)
+        headers = header_map(request)
+        now = time.time()
+        delivery = Delivery(source, body, headers, public_url(request, source), now, request.method)
+        pipeline: Pipeline = request.app.state.pipeline
+        results = await pipeline.process(delivery, now, replay=is_operator_replay(settings, headers, source))
+        return JSONResponse({"source": name, "results": results})
+
+    return [Route("/webhooks/{source}", webhook, methods=["POST"])]
