@@ -46,7 +46,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
             yield
         finally:
             if redis is None:
-                await client.aclose()
+                await client.aclose(close_connection_pool=True)
 
     app = Starlette(
         routes=[route for module in ROUTE_MODULES for route in module.routes(settings)],
