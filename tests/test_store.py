@@ -1,0 +1,100 @@
+"""The atomic Redis step: its decisions match the machine's, and what it writes is what consumers read."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from statemachine.definition import ALL_STATES
+from statemachine.errors import ReplayedNonce
+from statemachine.events import CallEvent
+from statemachine.keys import Keys
+from statemachine.machine import Outcome, decide
+from statemachine.states import Trigger
+from statemachine.store import CallStore, Retention
+
+
+@pytest.fixture
+async def store(redis_url: str, keys: Keys) -> AsyncIterator[CallStore]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield CallStore(client, keys, Retention(terminal_call_ms=60_000, active_call_ms=600_000))
+    await client.aclose()
+
+
+def event(call_id: str, trigger: Trigger, dedupe: str, **extras: object) -> CallEvent:
+    return CallEvent(
+        source="src",
+        provider="vobiz",
+        call_id=call_id,
+        event=trigger,
+        provider_event=trigger.value,
+        provider_status=None,
+        dedupe_key=dedupe,
+        received_at="2026-05-29T12:00:00.000Z",
+        extras=dict(extras),
+    )
+
+
+async def test_script_decides_like_the_machine_for_every_pair(store: CallStore, keys: Keys) -> None:
+    """For each (state, trigger), the Redis script reaches the machine's outcome, state and attempt."""
+    client = store.redis
+    for state in ALL_STATES:
+        for trigger in Trigger:
+            call_id = f"{state}-{trigger.value}"
+            if state != "new":
+                await client.hset(keys.call("src", call_id), mapping={"state": state, "attempt": 1, "version": 3})
+            result = await store.apply(event(call_id, trigger, f"{call_id}:x"))
+            expected = decide(state, trigger)
+            assert (result.outcome, result.to_state) == (expected.outcome, expected.to_state), (state, trigger)
+            assert result.attempt == (2 if expected.new_attempt else 1)
+            published = expected.outcome in (Outcome.APPLIED, Outcome.ANNOTATION)
+            assert (result.entry_id is not None) == published
+
+
+async def test_same_provider_event_twice_is_a_duplicate(store: CallStore, keys: Keys) -> None:
+    """A retried delivery (same dedupe key) changes nothing and publishes nothing."""
+    first = await store.apply(event("c", Trigger.RINGING, "c:Ring"))
+    again = await store.apply(event("c", Trigger.RINGING, "c:Ring"))
+    assert first.outcome is Outcome.APPLIED
+    assert again.outcome is Outcome.DUPLICATE
+    assert (again.version, again.entry_id) == (1, None)
+    assert await store.redis.xlen(keys.transitions()) == 1
+
+
+async def test_operator_replay_is_processed_again_and_marked(store: CallStore, keys: Keys) -> None:
+    """A replay skips dedupe on purpose; if it makes a change the entry says replay=1."""
+    await store.apply(event("c", Trigger.ANNOTATION, "c:amd", annotation="machine_detection"))
+    replayed = await store.apply(event("c", Trigger.ANNOTATION, "c:amd", annotation="machine_detection"), replay=True)
+    assert replayed.outcome is Outcome.ANNOTATION
+    entries = await store.redis.xrange(keys.transitions())
+    assert [fields[b"replay"] for _id, fields in entries] == [b"0", b"1"]
+
+
+async def test_call_history_and_expiry(store: CallStore, keys: Keys) -> None:
+    """get_call returns state, attempt, version and the published history; a terminal call expires sooner."""
+    await store.apply(event("c", Trigger.RINGING, "c:1"))
+    assert 500_000 < await store.redis.pttl(keys.call("src", "c")) <= 600_000
+    await store.apply(event("c", Trigger.ANSWERED, "c:2"))
+    await store.apply(event("c", Trigger.COMPLETED, "c:3"))
+    record = await store.get_call("src", "c")
+    assert record is not None
+    assert (record.state, record.attempt, record.version) == ("completed", 1, 3)
+    assert [(h["from_state"], h["to_state"]) for h in record.history] == [
+        ("new", "ringing"),
+        ("ringing", "answered"),
+        ("answered", "completed"),
+    ]
+    assert 0 < record.ttl_ms <= 60_000
+    assert await store.get_call("src", "unknown") is None
+
+
+async def test_nonce_reused_for_another_event_is_refused(store: CallStore, keys: Keys) -> None:
+    """A nonce that authenticated one event cannot authenticate a different one; the same event is a duplicate."""
+    await store.apply(event("c", Trigger.RINGING, "c:Ring"), nonce="12345678901234567890")
+    again = await store.apply(event("c", Trigger.RINGING, "c:Ring"), nonce="12345678901234567890")
+    assert again.outcome is Outcome.DUPLICATE
+    with pytest.raises(ReplayedNonce):
+        await store.apply(event("c", Trigger.COMPLETED, "c:Hangup"), nonce="12345678901234567890")
+    assert await store.redis.hget(keys.call("src", "c"), "state") == b"ringing"
