@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -64,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"callstream: follow transitions with: REDIS_URL={url} callstream tail")
     if args.config:
         os.environ["CALLSTREAM_CONFIG"] = str(Path(args.config).resolve())
+    # uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown; turning it into SystemExit lets the
+    # embedded Redis below be stopped (and its append-only file flushed) before the process exits.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         uvicorn.run(
             "receiver.asgi:app",
@@ -79,3 +83,7 @@ def run(args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    sys.exit(0)

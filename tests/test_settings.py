@@ -1,0 +1,89 @@
+"""Configuration: what a TOML file turns into, and the mistakes it refuses with a message naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from receiver.providers import PROVIDERS
+from receiver.settings import ConfigError, Secret, Settings
+
+PROVIDER_NAMES = list(PROVIDERS)
+
+CONFIG = """
+[server]
+max_body_bytes = 1024
+
+[streams]
+prefix = "acme"
+maxlen = 5000
+
+[retention]
+terminal_call_seconds = 3600
+
+[sources.vobiz-prod]
+provider = "vobiz"
+secrets = ["env:VOBIZ_TOKEN", "previous-token"]
+public_url = "https://hooks.example.com/webhooks/vobiz-prod"
+
+[sources.minivoice-dev]
+provider = "minivoice"
+verify = false
+"""
+
+
+def test_toml_file_becomes_sources_and_limits() -> None:
+    """Sources, secrets from the environment, stream and retention settings are all read."""
+    settings = Settings.from_toml(CONFIG, {"VOBIZ_TOKEN": "t0ken"}, PROVIDER_NAMES)
+    vobiz = settings.sources["vobiz-prod"]
+    assert vobiz.provider == "vobiz"
+    assert [secret.reveal() for secret in vobiz.secrets] == ["t0ken", "previous-token"]
+    assert vobiz.verify is True
+    assert vobiz.public_url == "https://hooks.example.com/webhooks/vobiz-prod"
+    assert settings.sources["minivoice-dev"].verify is False
+    assert settings.max_body_bytes == 1024
+    assert settings.keys.transitions() == "acme:{0}:transitions"
+    assert settings.retention.stream_maxlen == 5000
+    assert settings.retention.terminal_call_ms == 3_600_000
+
+
+def test_redis_url_from_environment_wins() -> None:
+    settings = Settings.from_toml(CONFIG, {"VOBIZ_TOKEN": "x", "REDIS_URL": "redis://r:6379/2"}, PROVIDER_NAMES)
+    assert settings.redis_url == "redis://r:6379/2"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[sources.a]\nprovider = 'nosuch'\nverify = false\n", "sources.a.provider 'nosuch' is not one of"),
+        ("[sources.a]\nprovider = 'vobiz'\n", "sources.a verifies signatures (the default) but has no secrets"),
+        ("[sources.a]\nprovider = 'vobiz'\nsecrets = ['env:MISSING']\n", "names environment variable MISSING"),
+        ("[sources.a]\nprovider = 'vobiz'\nverify = 'no'\n", "sources.a.verify must be true or false"),
+        ("[server]\nmax_body_bytes = -1\n[sources.a]\nverify = false\nprovider='vobiz'\n", "max_body_bytes"),
+        ("[sources]\n", "[sources] is empty"),
+        ("not toml [", "not valid TOML"),
+    ],
+)
+def test_mistakes_are_refused_naming_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        Settings.from_toml(text, {}, PROVIDER_NAMES)
+
+
+def test_without_a_file_every_provider_is_mounted_unverified() -> None:
+    settings = Settings.load(None, {}, PROVIDER_NAMES)
+    assert sorted(settings.sources) == sorted(PROVIDER_NAMES)
+    assert all(not source.verify for source in settings.sources.values())
+
+
+def test_unverified_sources_are_refused_beyond_loopback() -> None:
+    """Listening on a public address with unsigned sources needs an explicit opt-in."""
+    settings = Settings.load(None, {}, PROVIDER_NAMES)
+    settings.check_bind("127.0.0.1")
+    with pytest.raises(ConfigError, match="refusing to listen on 0.0.0.0 with unverified sources"):
+        settings.check_bind("0.0.0.0")  # noqa: S104
+
+
+def test_secrets_never_show_in_reprs() -> None:
+    settings = Settings.from_toml(CONFIG, {"VOBIZ_TOKEN": "t0ken-value"}, PROVIDER_NAMES)
+    assert "t0ken-value" not in repr(settings)
+    assert "previous-token" not in repr(settings)
+    assert repr(Secret("abc")) == "Secret('**********')"
