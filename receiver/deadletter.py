@@ -14,9 +14,9 @@ import orjson
 from redis.asyncio import Redis
 
 from receiver.delivery import Delivery
+from statemachine.errors import StoreUnavailable
 from statemachine.keys import Keys
 from statemachine.store import UNAVAILABLE_ERRORS
-from statemachine.errors import StoreUnavailable
 
 DEADLETTER_MAXLEN = 100_000
 
@@ -59,7 +59,7 @@ class DeadLetter:
 
 async def keep(redis: Redis, keys: Keys, delivery: Delivery, code: str, reason: str) -> str:
     """Append a request to the dead-letter stream; returns the entry id. Raises `StoreUnavailable`."""
-    fields: dict[str, Any] = {
+    fields: dict[Any, Any] = {
         "source": delivery.source.name,
         "provider": delivery.source.provider,
         "code": code,
@@ -103,12 +103,12 @@ def _decode(entry_id: Any, raw: dict[Any, Any]) -> DeadLetter:
 
 async def entries(redis: Redis, keys: Keys, start: str = "-", count: int = 100) -> list[DeadLetter]:
     """Dead letters, oldest first, from ``start`` (inclusive)."""
-    rows = await redis.xrange(keys.deadletter(), min=start, max="+", count=count)
+    rows: Any = await redis.xrange(keys.deadletter(), min=start, max="+", count=count)
     return [_decode(entry_id, fields) for entry_id, fields in rows]
 
 
 async def entry(redis: Redis, keys: Keys, entry_id: str) -> DeadLetter | None:
-    rows = await redis.xrange(keys.deadletter(), min=entry_id, max=entry_id)
+    rows: Any = await redis.xrange(keys.deadletter(), min=entry_id, max=entry_id)
     return _decode(*rows[0]) if rows else None
 
 

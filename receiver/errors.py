@@ -77,5 +77,5 @@ def http_error(error: ReceiverError) -> tuple[int, str]:
     """Status and code for an error, from the most specific class in `HTTP_ERRORS`."""
     for cls in type(error).__mro__:
         if cls in HTTP_ERRORS:
-            return HTTP_ERRORS[cls]  # type: ignore[index]
+            return HTTP_ERRORS[cls]
     raise LookupError(type(error))  # pragma: no cover - ReceiverError is always in the table

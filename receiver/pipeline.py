@@ -56,8 +56,6 @@ class Pipeline:
             except StoreUnavailable as err:
                 raise RedisUnavailable(f"Redis is unavailable: {err}") from err
             except ReplayedNonce as err:
-                raise ReplayedRequest(
-                    "signature nonce was already used by another request", header="nonce"
-                ) from err
+                raise ReplayedRequest("signature nonce was already used by another request", header="nonce") from err
             results.append({"call_id": event.call_id, "event": event.event.value, **step.as_dict()})
         return results

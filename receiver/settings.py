@@ -120,10 +120,7 @@ class Settings:
         streams = _table(doc, "streams")
         retention = _table(doc, "retention")
         operator = _table(doc, "operator")
-        sources = {
-            name: _source(name, spec, environ, providers)
-            for name, spec in _table(doc, "sources").items()
-        }
+        sources = {name: _source(name, spec, environ, providers) for name, spec in _table(doc, "sources").items()}
         if not sources:
             raise ConfigError("[sources] is empty: configure at least one source")
         token = operator.get("token")
@@ -135,8 +132,7 @@ class Settings:
             retention=Retention(
                 stream_maxlen=_int(streams, "maxlen", defaults.stream_maxlen),
                 active_call_ms=_int(retention, "active_call_seconds", defaults.active_call_ms // 1000) * 1000,
-                terminal_call_ms=_int(retention, "terminal_call_seconds", defaults.terminal_call_ms // 1000)
-                * 1000,
+                terminal_call_ms=_int(retention, "terminal_call_seconds", defaults.terminal_call_ms // 1000) * 1000,
                 nonce_ms=_int(retention, "nonce_seconds", defaults.nonce_ms // 1000) * 1000,
             ),
             max_body_bytes=_int(server, "max_body_bytes", 256 * 1024),
@@ -199,7 +195,9 @@ def _source(name: str, spec: Any, environ: Mapping[str, str], providers: list[st
     if not isinstance(verify, bool):
         raise ConfigError(f"{where}.verify must be true or false")
     if verify and not secrets:
-        raise ConfigError(f"{where} verifies signatures (the default) but has no secrets; set verify = false to opt out")
+        raise ConfigError(
+            f"{where} verifies signatures (the default) but has no secrets; set verify = false to opt out"
+        )
     known = {"provider", "secrets", "verify", "public_url", "timestamp_tolerance_seconds"}
     return Source(
         name=name,

@@ -16,9 +16,7 @@ ALL_STATES: tuple[str, ...] = (UNSEEN, *(state.value for state in CallState))
 
 def _forward_sources(destination: CallState) -> list[str]:
     """States from which a call may jump forward to ``destination``: any lower rank, never a terminal."""
-    return [
-        state for state in ALL_STATES if not is_terminal(state) and rank(state) < rank(destination)
-    ]
+    return [state for state in ALL_STATES if not is_terminal(state) and rank(state) < rank(destination)]
 
 
 def build_transitions() -> list[dict[str, Any]]:
@@ -30,9 +28,7 @@ def build_transitions() -> list[dict[str, Any]]:
             # Annotations never change state: an internal transition valid from anywhere.
             table.append({"trigger": trigger.value, "source": "*", "dest": None})
             continue
-        table.append(
-            {"trigger": trigger.value, "source": _forward_sources(destination), "dest": destination.value}
-        )
+        table.append({"trigger": trigger.value, "source": _forward_sources(destination), "dest": destination.value})
     table.append(
         {
             "trigger": Trigger.REDIAL.value,

@@ -100,7 +100,7 @@ def _text(value: Any) -> str:
 
 def entry_fields(fields: dict[Any, Any]) -> dict[str, Any]:
     """A transitions stream entry's fields as a plain dict, with its event decoded."""
-    entry = {_text(key): _text(value) for key, value in fields.items()}
+    entry: dict[str, Any] = {_text(key): _text(value) for key, value in fields.items()}
     for number in ("version", "attempt"):
         if number in entry:
             entry[number] = int(entry[number])

@@ -50,8 +50,7 @@ def assert_matches_expectations(
             assert body["error"]["code"] == request.expect, body
     expected_entries = scenario.expect.get("entries", [])
     entries = [
-        {key.decode(): value.decode() for key, value in fields.items()}
-        for _id, fields in r.xrange(keys.transitions())
+        {key.decode(): value.decode() for key, value in fields.items()} for _id, fields in r.xrange(keys.transitions())
     ]
     assert len(entries) == len(expected_entries), entries
     for entry, expected in zip(entries, expected_entries, strict=True):

@@ -57,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     embedded = None
+    if not settings.redis_url and os.environ.get("CALLSTREAM_REQUIRE_REDIS_URL"):
+        print("callstream: REDIS_URL is required here (CALLSTREAM_REQUIRE_REDIS_URL is set)", file=sys.stderr)
+        return 2
     if not settings.redis_url:
         embedded = EmbeddedRedis(Path(args.data_dir) / "redis")
         url = embedded.start()

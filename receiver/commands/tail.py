@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         while True:
             block = None if args.no_follow else 5000
-            replies = client.xread({stream: last}, count=500, block=block)
+            replies: Any = client.xread({stream: last}, count=500, block=block)
             if not replies:
                 if args.no_follow:
                     return 0

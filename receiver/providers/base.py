@@ -121,9 +121,7 @@ def unix_utc(seconds: Any) -> str | None:
 
 
 def received_at(delivery: Delivery) -> str:
-    return datetime.fromtimestamp(delivery.received_at, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.fromtimestamp(delivery.received_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def normalized_name(value: str) -> str:

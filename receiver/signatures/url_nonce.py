@@ -29,9 +29,7 @@ def signature(secret: str, url: str, nonce: str, separator: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
 
 
-def verify(
-    secrets: Sequence[str], url: str, nonce: str, provided: str, separator: str, header: str
-) -> None:
+def verify(secrets: Sequence[str], url: str, nonce: str, provided: str, separator: str, header: str) -> None:
     """Accept when any secret produces any of the comma-separated signatures in ``provided``."""
     candidates = [signature(secret, url, nonce, separator) for secret in secrets]
     if not matches_any(candidates, [value.strip() for value in provided.split(",")]):
