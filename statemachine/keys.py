@@ -41,6 +41,18 @@ class Keys:
         """Replay mark for a signature nonce of a provider whose signature does not cover the body."""
         return f"{self._tag(partition)}:nonce:{source}:{nonce}"
 
+    def sweeper_lease(self) -> str:
+        """Lease held by the one process running a stuck-call sweep; expires on its own (sweep interval)."""
+        return f"{self.prefix}:sweeper:lease"
+
+    def sink_record(self, sink: str, external_id: str) -> str:
+        """Hash mapping a call's external id to the record a sink created for it (uid, last version sent).
+
+        Kept as long as the call's own hash at most (the sink sets the expiry); the hash tag comes before
+        the provider-supplied external id for the same reason as in `call`.
+        """
+        return f"{self.prefix}:{{sink}}:{sink}:{external_id}"
+
     def deadletter(self) -> str:
         """Stream of requests that passed authentication but could not be processed."""
         return f"{self.prefix}:deadletter"
