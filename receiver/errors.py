@@ -57,6 +57,18 @@ class RedisUnavailable(ReceiverError):
     """Redis could not be reached or did not answer in time; the provider should retry."""
 
 
+class OperatorAuthError(ReceiverError):
+    """An operator endpoint was called without the operator token, or with a wrong one."""
+
+
+class OperatorAccessDisabled(ReceiverError):
+    """An operator endpoint was called but no operator token is configured, so it stays closed."""
+
+
+class UnknownCall(ReceiverError):
+    """No call with this id is known for the source (never seen, or expired)."""
+
+
 #: One table from error class to (HTTP status, error code). Looked up along the class's MRO.
 HTTP_ERRORS: dict[type[ReceiverError], tuple[int, str]] = {
     UnknownSource: (404, "unknown_source"),
@@ -69,6 +81,9 @@ HTTP_ERRORS: dict[type[ReceiverError], tuple[int, str]] = {
     ReplayedRequest: (401, "replayed_request"),
     SignatureError: (401, "invalid_signature"),
     RedisUnavailable: (503, "redis_unavailable"),
+    OperatorAuthError: (401, "unauthorized"),
+    OperatorAccessDisabled: (403, "operator_access_disabled"),
+    UnknownCall: (404, "unknown_call"),
     ReceiverError: (400, "bad_request"),
 }
 
