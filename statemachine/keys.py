@@ -57,6 +57,12 @@ class Keys:
         """Stream of requests that passed authentication but could not be processed."""
         return f"{self.prefix}:deadletter"
 
+    def consumer_deadletter(self, group: str) -> str:
+        """Stream of transitions consumer group ``group`` gave up on, each with the error. Trimmed, no expiry."""
+        if not group or any(ch in group for ch in "{} \t\r\n"):
+            raise ValueError(f"consumer group {group!r} must be non-empty, without braces or spaces")
+        return f"{self.prefix}:consumer-deadletter:{group}"
+
     def everything(self) -> str:
         """SCAN pattern matching every key under this prefix."""
         return f"{self.prefix}:*"
