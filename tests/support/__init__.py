@@ -1,0 +1,1 @@
+"""Helpers for the reliability tests: real processes, recorded call histories, a reference model."""

@@ -1,0 +1,206 @@
+"""Real processes for fault and concurrency tests: a private redis-server and a uvicorn receiver.
+
+Both bind to 127.0.0.1 on a free port and run in their own process group, so a test can SIGKILL or
+SIGTERM exactly the processes it started (a receiver's master and its workers), never anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import redis
+
+from receiver.embedded import free_port, redis_server_binary
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_until(check: object, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
+    """Poll ``check()`` until it returns true, else fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except Exception:  # noqa: S110 - not up yet; polled again below
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout_s} s")
+        time.sleep(interval_s)
+
+
+class RedisServer:
+    """A private redis-server (never the shared one) whose data survives restarts in ``data_dir``."""
+
+    def __init__(self, data_dir: Path, *, appendonly: bool = True, appendfsync: str = "always") -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def start(self) -> RedisServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            redis_server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
+            "--logfile", str(self.data_dir / "redis.log"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        client = self.client()
+        try:
+            wait_until(client.ping, 10, f"redis-server on port {self.port} answering PING")
+        finally:
+            client.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing flushed beyond what the append-only policy already wrote."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM: a clean shutdown."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def receiver_config(prefix: str, *, redis_timeout_s: float = 2.0, extra: str = "") -> str:
+    """A TOML configuration: every built-in provider at /webhooks/<name>, unverified, under ``prefix``."""
+    from receiver.providers import PROVIDERS
+
+    sources = "\n".join(f"[sources.{name}]\nverify = false\n" for name in sorted(PROVIDERS))
+    return (
+        f'[streams]\nprefix = "{prefix}"\n\n'
+        f"[server]\nredis_timeout_seconds = {redis_timeout_s}\n\n"
+        f"{sources}\n{extra}"
+    )
+
+
+class Receiver:
+    """``python -m uvicorn receiver.asgi:app --factory`` on a free loopback port."""
+
+    def __init__(
+        self,
+        work_dir: Path,
+        redis_url: str,
+        prefix: str,
+        *,
+        workers: int = 2,
+        redis_timeout_s: float = 2.0,
+        graceful_s: int = 5,
+        extra_config: str = "",
+    ) -> None:
+        self.work_dir = work_dir
+        self.redis_url = redis_url
+        self.workers = workers
+        self.graceful_s = graceful_s
+        self.port = free_port()
+        self.config = work_dir / f"callstream-{self.port}.toml"
+        self.config.write_text(receiver_config(prefix, redis_timeout_s=redis_timeout_s, extra=extra_config))
+        self.log = work_dir / f"uvicorn-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        args = [
+            sys.executable, "-m", "uvicorn", "receiver.asgi:app", "--factory",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--timeout-graceful-shutdown", str(self.graceful_s), "--no-access-log",
+        ]  # fmt: skip
+        if self.workers > 1:
+            args += ["--workers", str(self.workers)]
+        return args
+
+    def start(self, timeout_s: float = 20.0) -> Receiver:
+        env = {**os.environ, "REDIS_URL": self.redis_url, "CALLSTREAM_CONFIG": str(self.config)}
+        env.pop("CALLSTREAM_PREFIX", None)
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True
+            )
+        wait_until(self.answers, timeout_s, f"receiver on port {self.port} answering /healthz")
+        if self.workers > 1:
+            wait_until(lambda: len(self.worker_pids()) >= self.workers, timeout_s, "all workers started")
+        return self
+
+    def answers(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError(f"receiver exited; see {self.log}:\n{self.log.read_text()[-2000:]}")
+        return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes the uvicorn master started (empty with one worker: the master serves)."""
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            pids = [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            return []
+        return [pid for pid in pids if "uvicorn" in _cmdline(pid) or "multiprocessing" in _cmdline(pid)]
+
+    def kill(self) -> None:
+        """SIGKILL the master and its workers at once (their own process group)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self) -> None:
+        """SIGTERM the master, as a deploy would."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.terminate()
+        try:
+            self.process.wait(self.graceful_s + 10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def post_form(url: str, body: bytes, headers: Sequence[tuple[str, str]] = ()) -> httpx.Response:
+    return httpx.post(
+        url,
+        content=body,
+        headers={"content-type": "application/x-www-form-urlencoded", **dict(headers)},
+        timeout=10,
+    )
