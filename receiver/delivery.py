@@ -14,6 +14,24 @@ from receiver.settings import Source
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 
+#: Deepest nesting accepted in a JSON body. Provider payloads nest a few levels; a deeper document is
+#: refused here, since re-serializing it for the stream entry would hit orjson's limit of 255 levels.
+MAX_JSON_DEPTH = 64
+
+
+def nesting_exceeds(document: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests arrays/objects deeper than ``limit`` (iterative: no recursion)."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False
+
 
 class Delivery:
     """A request to ``POST /webhooks/<source>``. Header names are lower-case.
@@ -77,6 +95,8 @@ class Delivery:
                 raise PayloadError(f"malformed JSON body: {err}") from err
             if not isinstance(document, dict):
                 raise PayloadError(f"JSON body must be an object, got {type(document).__name__}")
+            if nesting_exceeds(document, MAX_JSON_DEPTH):
+                raise PayloadError(f"JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
             self._json = document
         return self._json
 
