@@ -1,0 +1,59 @@
+"""Twilio Programmable Voice: form-encoded ``StatusCallback`` and ``AsyncAmdStatusCallback`` requests.
+
+``CallStatus`` (queued, initiated, ringing, in-progress, completed, busy, failed, no-answer, canceled) maps
+to the canonical lifecycle; the call id is ``CallSid`` and the dedupe key ``CallSid:SequenceNumber``
+(normalization shared with Telnyx TeXML: `receiver.providers.twilio_family`). ``Timestamp`` (RFC 2822,
+UTC) becomes ``occurred_at``.
+Signature: ``X-Twilio-Signature`` = base64 HMAC-SHA1 of the full public URL followed by the sorted POST
+parameters, checked with and without the default port (`receiver.signatures.twilio_sha1`). A source's
+secrets are the account's auth tokens (primary and secondary while rotating). The signature covers the
+body, so no nonce is kept.
+Sources: ../shared/providers.md §8, twilio-python ``twilio/request_validator.py``.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from receiver.delivery import FORM, Delivery
+from receiver.errors import SignatureError
+from receiver.providers import twilio_family
+from receiver.providers.base import OutgoingRequest, ProviderAdapter
+from receiver.signatures import twilio_sha1
+from receiver.signatures.common import required_header, secrets_of
+from statemachine.events import CallEvent
+
+NAME = "twilio"
+SIGNATURE_HEADER = "X-Twilio-Signature"
+SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+
+
+def normalize(delivery: Delivery) -> list[CallEvent]:
+    """One Twilio status or AMD callback → one canonical event."""
+    return twilio_family.normalize_status_callback(delivery, "Twilio")
+
+
+def verify(delivery: Delivery, now: float) -> str | None:
+    """HMAC over the URL and form parameters (a JSON body: its ``bodySHA256``) with any configured token."""
+    provided = required_header(delivery.headers, SIGNATURE_HEADER)
+    algorithm = twilio_sha1.algorithm_of(delivery.headers.get(SETTINGS_HEADER.lower()))
+    if algorithm not in twilio_sha1.ALGORITHMS:
+        raise SignatureError(f"{SETTINGS_HEADER} names an unsupported algorithm", header=SETTINGS_HEADER)
+    is_form = delivery.media_type == FORM
+    params = delivery.form_pairs() if is_form else []
+    secrets = secrets_of(delivery.source.secrets)
+    twilio_sha1.verify(secrets, delivery.url, params, provided, SIGNATURE_HEADER, algorithm)
+    if not is_form:
+        twilio_sha1.verify_body_hash(delivery.url, delivery.body, SIGNATURE_HEADER)
+    return None
+
+
+def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
+    """``X-Twilio-Signature`` as Twilio computes it for a form body (a JSON body: the URL alone)."""
+    params: list[tuple[str, str]] = []
+    if request.content_type.split(";", 1)[0].strip().lower() == FORM:
+        params = urllib.parse.parse_qsl(request.body.decode(), keep_blank_values=True)
+    return {SIGNATURE_HEADER: twilio_sha1.signature(secret, request.url, params)}
+
+
+ADAPTER = ProviderAdapter(name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(FORM,))
