@@ -41,8 +41,8 @@ from tests.support.histories import (
     CallModel,
     Step,
     last_entry_id,
-    stream_entries,
     steps_of,
+    stream_entries,
 )
 
 BASE_URL = "http://testserver"
@@ -191,9 +191,7 @@ def vobiz_headers(body_url: str = BASE_URL + "/webhooks/vobiz") -> dict[str, str
     return {**FORM, **PROVIDERS["vobiz"].sign(outgoing, SECRET, 0)}
 
 
-def test_operator_replay_is_processed_again_and_marked(
-    operator_client: TestClient, r: redis.Redis, keys: Keys
-) -> None:
+def test_operator_replay_is_processed_again_and_marked(operator_client: TestClient, r: redis.Redis, keys: Keys) -> None:
     """An operator replay skips dedupe: an annotation is published again, marked replay=1."""
     first = operator_client.post("/webhooks/vobiz", content=MACHINE, headers=vobiz_headers())
     retry = operator_client.post("/webhooks/vobiz", content=MACHINE, headers=vobiz_headers())

@@ -98,9 +98,7 @@ def receiver_config(prefix: str, *, redis_timeout_s: float = 2.0, extra: str = "
 
     sources = "\n".join(f"[sources.{name}]\nverify = false\n" for name in sorted(PROVIDERS))
     return (
-        f'[streams]\nprefix = "{prefix}"\n\n'
-        f"[server]\nredis_timeout_seconds = {redis_timeout_s}\n\n"
-        f"{sources}\n{extra}"
+        f'[streams]\nprefix = "{prefix}"\n\n[server]\nredis_timeout_seconds = {redis_timeout_s}\n\n{sources}\n{extra}'
     )
 
 
