@@ -7,6 +7,7 @@ repr never shows the value.
 
 from __future__ import annotations
 
+import importlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -199,6 +200,8 @@ def _source(name: str, spec: Any, environ: Mapping[str, str], providers: list[st
             f"{where} verifies signatures (the default) but has no secrets; set verify = false to opt out"
         )
     known = {"provider", "secrets", "verify", "public_url", "timestamp_tolerance_seconds"}
+    options = {key: value for key, value in spec.items() if key not in known}
+    _check_options(provider, options, where)
     return Source(
         name=name,
         provider=provider,
@@ -206,5 +209,14 @@ def _source(name: str, spec: Any, environ: Mapping[str, str], providers: list[st
         verify=verify,
         public_url=spec.get("public_url"),
         timestamp_tolerance_s=_int(spec, "timestamp_tolerance_seconds", 300),
-        options={key: value for key, value in spec.items() if key not in known},
+        options=options,
     )
+
+
+def _check_options(provider: str, options: Mapping[str, Any], where: str) -> None:
+    """A provider module that reads options (a generic source, a preset) may refuse them here, at load time:
+    it exposes ``check_options(options, where)``, which raises ConfigError naming the key."""
+    module = importlib.import_module(f"receiver.providers.{provider}")
+    check = getattr(module, "check_options", None)
+    if check is not None:
+        check(options, where)

@@ -33,3 +33,12 @@ def v1_values(header_value: str) -> list[str]:
         if name == "v1" and value:
             values.append(value)
     return values
+
+
+def t_value(header_value: str) -> str | None:
+    """The ``t=`` value of a ``t=…,v1=…`` signature header (CallingBox), or None when it has none."""
+    for part in header_value.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value:
+            return value
+    return None

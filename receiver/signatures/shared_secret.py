@@ -1,0 +1,28 @@
+"""A secret sent as it is: in a header of its own (Goodbox preset, generic sources) or as a bearer token
+(inTandem). Nothing of the request is signed, so such a scheme proves who sent a request, not what it
+said: anyone who holds a captured request can resend its secret with another body. Prefer a signing
+family where the sender offers one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from receiver.errors import SignatureError
+from receiver.signatures.common import matches_any
+
+BEARER = "bearer"
+
+
+def verify(secrets: Sequence[str], provided: str, header: str) -> None:
+    """Accept when ``provided`` equals any configured secret, compared in constant time."""
+    if not secrets or not matches_any(secrets, [provided]):
+        raise SignatureError(f"{header} does not match", header=header)
+
+
+def bearer_token(header_value: str, header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme name case-insensitive)."""
+    scheme, _, token = header_value.strip().partition(" ")
+    if scheme.lower() != BEARER or not token.strip():
+        raise SignatureError(f"{header} is not a bearer token", header=header)
+    return token.strip()
