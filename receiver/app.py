@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
+from receiver import sweeper
 from receiver.errors import ReceiverError
 from receiver.pipeline import Pipeline
 from receiver.responses import JSONResponse, error_response
@@ -43,7 +44,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
         app.state.redis = client
         app.state.pipeline = Pipeline(CallStore(client, settings.keys, settings.retention))
         try:
-            yield
+            async with sweeper.periodic(settings, app.state.pipeline.store):
+                yield
         finally:
             if redis is None:
                 await client.aclose(close_connection_pool=True)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
-from receiver.commands import replay, serve, tail
+from receiver import logs
+from receiver.commands import replay, serve, sweep, tail
 
 COMMANDS = {
     "serve": (serve, "run the receiver (embedded Redis when REDIS_URL is unset)"),
     "replay": (replay, "send recorded scenarios to a running receiver"),
     "tail": (tail, "follow the transitions stream"),
+    "sweep": (sweep, "settle or flag calls stuck in a non-terminal state"),
 }
 
 
@@ -22,8 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, (module, help_text) in COMMANDS.items():
         module.add_arguments(commands.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("transitions").setLevel(logging.WARNING)
+    logs.configure()
     module, _help = COMMANDS[args.command]
     return int(module.run(args))
 

@@ -70,6 +70,8 @@ class Settings:
     port: int = 8000
     allow_unverified_public: bool = False
     from_file: bool = False
+    #: ``[sweeper] interval_seconds``: run the stuck-call sweeper inside the server this often (off if None).
+    sweeper_interval_s: int | None = None
 
     @property
     def keys(self) -> Keys:
@@ -121,6 +123,7 @@ class Settings:
         streams = _table(doc, "streams")
         retention = _table(doc, "retention")
         operator = _table(doc, "operator")
+        sweeper = _table(doc, "sweeper")
         sources = {name: _source(name, spec, environ, providers) for name, spec in _table(doc, "sources").items()}
         if not sources:
             raise ConfigError("[sources] is empty: configure at least one source")
@@ -144,6 +147,7 @@ class Settings:
             port=_int(server, "port", 8000),
             allow_unverified_public=bool(server.get("allow_unverified_public", False)),
             from_file=True,
+            sweeper_interval_s=_int(sweeper, "interval_seconds", 1) if "interval_seconds" in sweeper else None,
         )
 
 

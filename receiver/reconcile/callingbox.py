@@ -1,0 +1,71 @@
+"""CallingBox ``GET /v1/calls/{id}`` (Bearer API key): the same call object its webhooks carry.
+
+Statuses map through the adapter's event table (``call.<status>``); the two statuses that have no event
+of their own are aliased: ``initiated`` (dialing started) and ``in_progress`` (answered).
+Sources: ../shared/seeds/callingbox-get-call.txt, ../shared/providers.md §4.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from receiver.providers import callingbox
+from receiver.providers.base import iso_utc, normalized_name, text_or_none
+from receiver.reconcile.base import (
+    ApiConfig,
+    ApiRequest,
+    Finding,
+    GetCallClient,
+    UnusableAnswer,
+    document_of,
+    segment,
+)
+from statemachine.states import Trigger
+
+#: Statuses of the call object that are not also event names.
+STATUS_ALIASES: dict[str, Trigger] = {
+    "initiated": Trigger.DIALING,
+    "in_progress": callingbox.EVENTS["call.answered"],
+}
+
+
+def build(config: ApiConfig, call_id: str) -> ApiRequest:
+    return ApiRequest(
+        url=f"{config.base_url}/v1/calls/{segment(call_id)}",
+        headers={"Authorization": f"Bearer {config.secret('api_key')}"},
+    )
+
+
+def interpret(answer: Any) -> Finding:
+    call = document_of(answer)
+    status = normalized_name(str(call.get("status") or ""))
+    trigger = callingbox.EVENTS.get(f"call.{status}") or STATUS_ALIASES.get(status)
+    if trigger is None:
+        raise UnusableAnswer(f"CallingBox status {call.get('status')!r} has no canonical meaning")
+    return Finding(
+        trigger=trigger,
+        status=status,
+        extras={
+            key: value
+            for key, value in {
+                "answered_at": iso_utc(call.get("answered_at")),
+                "ended_at": iso_utc(call.get("ended_at")),
+                "duration_s": call.get("duration_seconds"),
+                "billed_duration_s": call.get("billed_duration_seconds"),
+                "billing_amount_milli_cents": call.get("billing_amount_milli_cents"),
+                "hangup_cause": text_or_none(call.get("hangup_cause")),
+                "error_code": text_or_none(call.get("error_code")),
+            }.items()
+            if value is not None
+        },
+        raw=call,
+    )
+
+
+CLIENT = GetCallClient(
+    provider=callingbox.NAME,
+    credentials=("api_key",),
+    build=build,
+    interpret=interpret,
+    default_base_url="https://api.callingbox.io",
+)
