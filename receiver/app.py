@@ -5,29 +5,42 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from receiver import sweeper
 from receiver.errors import ReceiverError
+from receiver.metrics import Metrics
+from receiver.observe import ObserveRequests
 from receiver.pipeline import Pipeline
 from receiver.responses import JSONResponse, error_response
-from receiver.routes import health, webhooks
+from receiver.routes import calls, health, metrics, openapi, webhooks
 from receiver.settings import Settings
 from statemachine.store import CallStore
 
 log = logging.getLogger("callstream.receiver")
 
 #: Route modules, each exposing ``routes(settings) -> list[Route]``.
-ROUTE_MODULES = (webhooks, health)
+ROUTE_MODULES = (webhooks, health, calls, metrics, openapi)
 
 
 async def on_receiver_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ReceiverError)
     return error_response(exc)
+
+
+async def on_http_exception(_request: Request, exc: Exception) -> Response:
+    """Unknown paths and wrong methods answer JSON too, like every other error."""
+    assert isinstance(exc, HTTPException)
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+    return JSONResponse(
+        {"error": {"code": code, "message": exc.detail}}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 async def on_unexpected(_request: Request, exc: Exception) -> Response:
@@ -42,20 +55,26 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = redis if redis is not None else make_redis(settings)
         app.state.redis = client
-        app.state.pipeline = Pipeline(CallStore(client, settings.keys, settings.retention))
+        app.state.pipeline = Pipeline(CallStore(client, settings.keys, settings.retention), app.state.metrics)
         try:
-            async with sweeper.periodic(settings, app.state.pipeline.store):
-                yield
+            yield
         finally:
             if redis is None:
                 await client.aclose(close_connection_pool=True)
 
+    observed = Metrics()
     app = Starlette(
         routes=[route for module in ROUTE_MODULES for route in module.routes(settings)],
-        exception_handlers={ReceiverError: on_receiver_error, Exception: on_unexpected},
+        middleware=[Middleware(ObserveRequests, metrics=observed)],
+        exception_handlers={
+            ReceiverError: on_receiver_error,
+            HTTPException: on_http_exception,
+            Exception: on_unexpected,
+        },
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = observed
     return app
 
 

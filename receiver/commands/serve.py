@@ -12,7 +12,9 @@ from pathlib import Path
 
 import uvicorn
 
+from receiver import logs
 from receiver.embedded import EmbeddedRedis
+from receiver.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from receiver.providers import PROVIDERS
 from receiver.settings import ConfigError, Settings
 
@@ -71,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown; turning it into SystemExit lets the
     # embedded Redis below be stopped (and its append-only file flushed) before the process exits.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    # Several workers share their metrics through files in one directory, emptied at each start.
+    metrics_dir = prepare_multiprocess_dir(args.workers, os.environ)
     try:
         uvicorn.run(
             "receiver.asgi:app",
@@ -81,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
             access_log=False,
             timeout_graceful_shutdown=args.graceful_timeout,
             proxy_headers=True,
+            log_config=logs.dict_config(),
         )
     finally:
+        remove_multiprocess_dir(metrics_dir, os.environ)
         if embedded is not None:
             embedded.stop()
     return 0

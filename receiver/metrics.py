@@ -1,0 +1,164 @@
+"""Prometheus metrics: what the receiver counts, and their exposition for ``GET /metrics``.
+
+Each app has its own `Metrics` (its own registry), so two apps in one process never share counts.
+With several uvicorn workers, ``callstream serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the workers
+start: prometheus-client then keeps every value in a file of that directory, and whichever worker answers
+a scrape adds up all workers' files. Only counters and histograms are used (no live gauges), so a dead
+worker's counts stay valid and need no clean-up. Stream lengths are read from Redis at scrape time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, MutableMapping
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# The ``*_created`` timestamp series double the output and no dashboard here reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: Outcomes of a webhook request, as counted in ``callstream_webhook_requests_total``.
+WEBHOOK_OUTCOMES = ("applied", "annotation", "duplicate", "late", "rejected", "dead_lettered", "unavailable")
+
+#: Request latency buckets (seconds): a webhook is one Redis round trip, so most land well under 10 ms.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def multiprocess_dir(environ: Mapping[str, str]) -> str | None:
+    return environ.get(MULTIPROC_ENV) or None
+
+
+class Metrics:
+    """The receiver's counters and histograms, registered in one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.webhook_requests = Counter(
+            "callstream_webhook_requests",
+            "Webhook requests by source and outcome (a request carrying several events counts once per event).",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.signature_failures = Counter(
+            "callstream_signature_failures",
+            "Webhook requests refused at authentication (missing, wrong, stale or replayed signature).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "callstream_transitions",
+            "Applied state transitions, by the state left and the state reached.",
+            ["from_state", "to_state"],
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "callstream_redis_errors",
+            "Redis calls that failed (unreachable or too slow), by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "callstream_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "callstream_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its response, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        if multiprocess_dir(os.environ) is None:
+            # Per-process figures only make sense for a single process; multiprocess mode cannot merge them.
+            ProcessCollector(registry=self.registry)
+
+    def outcome(self, source: str, outcome: str) -> None:
+        self.webhook_requests.labels(source, outcome).inc()
+
+    def transition(self, from_state: str, to_state: str) -> None:
+        self.transitions.labels(from_state, to_state).inc()
+
+    def signature_failure(self, source: str) -> None:
+        self.signature_failures.labels(source).inc()
+        self.webhook_requests.labels(source, "rejected").inc()
+
+    def redis_error(self, operation: str) -> None:
+        self.redis_errors.labels(operation).inc()
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.request_latency.labels(route).observe(seconds)
+
+    def exposition(self, stream_lengths: Mapping[str, int] | None) -> bytes:
+        """The Prometheus text format: this app's metrics (or every worker's) and the stream lengths read now."""
+        directory = multiprocess_dir(os.environ)
+        if directory is None:
+            text = generate_latest(self.registry)
+        else:
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+            text = generate_latest(merged)
+        if stream_lengths is None:
+            return text
+        snapshot = CollectorRegistry()
+        snapshot.register(_StreamLengths(stream_lengths))
+        return text + generate_latest(snapshot)
+
+
+class _StreamLengths:
+    """``callstream_stream_length{stream}``: entries in each Redis stream, as read at scrape time."""
+
+    def __init__(self, lengths: Mapping[str, int]) -> None:
+        self.lengths = lengths
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("callstream_stream_length", "Entries in each Redis stream.", labels=["stream"])
+        for stream, length in self.lengths.items():
+            family.add_metric([stream], length)
+        return [family]
+
+
+def prepare_multiprocess_dir(workers: int, environ: MutableMapping[str, str]) -> Path | None:
+    """Before starting ``workers`` worker processes: make sure they share an empty metrics directory.
+
+    With one worker nothing is needed (returns None). An operator-given ``PROMETHEUS_MULTIPROC_DIR`` is
+    emptied of the previous run's files (prometheus-client requires it); otherwise a fresh temporary
+    directory is created and set. Returns the directory to remove at exit when it was created here.
+    """
+    if workers <= 1:
+        return None
+    given = multiprocess_dir(environ)
+    if given is not None:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        return None
+    created = Path(tempfile.mkdtemp(prefix="callstream-metrics-"))
+    environ[MULTIPROC_ENV] = str(created)
+    return created
+
+
+def remove_multiprocess_dir(directory: Path | None, environ: MutableMapping[str, str]) -> None:
+    """Undo `prepare_multiprocess_dir` for a directory it created."""
+    if directory is None:
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+    if environ.get(MULTIPROC_ENV) == str(directory):
+        del environ[MULTIPROC_ENV]
