@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from receiver import sweeper
 from receiver.errors import ReceiverError
 from receiver.metrics import Metrics
 from receiver.observe import ObserveRequests
@@ -57,7 +58,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
         app.state.redis = client
         app.state.pipeline = Pipeline(CallStore(client, settings.keys, settings.retention), app.state.metrics)
         try:
-            yield
+            async with sweeper.periodic(settings, app.state.pipeline.store):
+                yield
         finally:
             if redis is None:
                 await client.aclose(close_connection_pool=True)

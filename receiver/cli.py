@@ -7,12 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from receiver import logs
-from receiver.commands import replay, serve, tail
+from receiver.commands import replay, serve, sweep, tail
 
 COMMANDS = {
     "serve": (serve, "run the receiver (embedded Redis when REDIS_URL is unset)"),
     "replay": (replay, "send recorded scenarios to a running receiver"),
     "tail": (tail, "follow the transitions stream"),
+    "sweep": (sweep, "settle or flag calls stuck in a non-terminal state"),
 }
 
 
