@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.keys import DEFAULT_PREFIX, Keys
+from statemachine.partitions import MAX_PARTITIONS
 from statemachine.store import Retention
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -61,6 +62,8 @@ class Settings:
     sources: Mapping[str, Source]
     redis_url: str | None = None
     key_prefix: str = DEFAULT_PREFIX
+    #: Partitions of the transitions stream (``[streams] partitions``); see statemachine/partitions.py.
+    partitions: int = 1
     retention: Retention = field(default_factory=Retention)
     max_body_bytes: int = 256 * 1024
     redis_timeout_s: float = 2.0
@@ -133,6 +136,7 @@ class Settings:
             sources=sources,
             redis_url=environ.get("REDIS_URL") or _opt_str(redis, "redis.url"),
             key_prefix=str(streams.get("prefix", DEFAULT_PREFIX)),
+            partitions=_partitions(streams),
             retention=Retention(
                 stream_maxlen=_int(streams, "maxlen", defaults.stream_maxlen),
                 active_call_ms=_int(retention, "active_call_seconds", defaults.active_call_ms // 1000) * 1000,
@@ -163,6 +167,13 @@ def _int(table: Mapping[str, Any], key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     return value
+
+
+def _partitions(streams: Mapping[str, Any]) -> int:
+    count = _int(streams, "partitions", 1)
+    if count > MAX_PARTITIONS:
+        raise ConfigError(f"streams.partitions must be at most {MAX_PARTITIONS}, got {count}")
+    return count
 
 
 def _opt_str(table: Mapping[str, Any], where: str) -> str | None:
