@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -90,5 +93,8 @@ def make_redis(settings: Settings) -> Redis:
         timeout=settings.redis_timeout_s,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
+        # A pooled connection that died with a restarted Redis fails on first use: try once more on a
+        # fresh one. Safe: a step that did run is then reported as a duplicate. Timeouts are not retried.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return Redis(connection_pool=pool)
