@@ -7,13 +7,16 @@ import sys
 from collections.abc import Sequence
 
 from receiver import logs
-from receiver.commands import replay, serve, sweep, tail
+from receiver.commands import calls, deadletter, replay, serve, stats, sweep, tail
 
 COMMANDS = {
     "serve": (serve, "run the receiver (embedded Redis when REDIS_URL is unset)"),
     "replay": (replay, "send recorded scenarios to a running receiver"),
     "tail": (tail, "follow the transitions stream"),
     "sweep": (sweep, "settle or flag calls stuck in a non-terminal state"),
+    "calls": (calls, "show a call's state and history"),
+    "deadletter": (deadletter, "list, show or redrive dead-lettered requests"),
+    "stats": (stats, "stream lengths, consumer groups' lag and pending, dead-letter lengths"),
 }
 
 
