@@ -255,9 +255,8 @@ def read_status(sock: socket.socket) -> bytes:
 
 @pytest.fixture
 def live_receiver(tmp_path: Path, redis_url: str, prefix: str) -> Iterator[Receiver]:
-    receiver = Receiver(tmp_path, redis_url, prefix, workers=1).start()
-    yield receiver
-    receiver.stop()
+    with Receiver(tmp_path, redis_url, prefix, workers=1).start() as receiver:
+        yield receiver
 
 
 @pytest.mark.slow

@@ -75,6 +75,12 @@ class RedisServer:
             client.close()
         return self
 
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def kill(self) -> None:
         """SIGKILL: a crash, nothing flushed beyond what the append-only policy already wrote."""
         if self.process is not None and self.process.poll() is None:
@@ -147,10 +153,20 @@ class Receiver:
             self.process = subprocess.Popen(
                 self.command(), cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True
             )
-        wait_until(self.answers, timeout_s, f"receiver on port {self.port} answering /healthz")
-        if self.workers > 1:
-            wait_until(lambda: len(self.worker_pids()) >= self.workers, timeout_s, "all workers started")
+        try:
+            wait_until(self.answers, timeout_s, f"receiver on port {self.port} answering /healthz")
+            if self.workers > 1:
+                wait_until(lambda: len(self.worker_pids()) >= self.workers, timeout_s, "all workers started")
+        except BaseException:
+            self.kill()
+            raise
         return self
+
+    def __enter__(self) -> Receiver:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
     def answers(self) -> bool:
         if self.process is None or self.process.poll() is not None:
@@ -165,13 +181,17 @@ class Receiver:
             pids = [int(pid) for pid in children.read_text().split()]
         except OSError:
             return []
-        return [pid for pid in pids if "uvicorn" in _cmdline(pid) or "multiprocessing" in _cmdline(pid)]
+        return [pid for pid in pids if "spawn_main" in _cmdline(pid)]
 
     def kill(self) -> None:
-        """SIGKILL the master and its workers at once (their own process group)."""
-        if self.process is not None and self.process.poll() is None:
+        """SIGKILL the master and its workers at once (the process group this object started)."""
+        if self.process is None:
+            return
+        try:
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
 
     def terminate(self) -> None:
         """SIGTERM the master, as a deploy would."""
@@ -179,13 +199,16 @@ class Receiver:
         self.process.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM and wait; then SIGKILL whatever is left of the group (workers of a killed master)."""
+        if self.process is None:
             return
-        self.terminate()
-        try:
-            self.process.wait(self.graceful_s + 10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process.poll() is None:
+            self.terminate()
+            try:
+                self.process.wait(self.graceful_s + 10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
 
 
 def _cmdline(pid: int) -> str:
