@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from receiver import sweeper
+from receiver import redis_client, sweeper
 from receiver.errors import ReceiverError
 from receiver.metrics import Metrics
 from receiver.observe import ObserveRequests
@@ -65,7 +65,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
                 yield
         finally:
             if redis is None:
-                await client.aclose(close_connection_pool=True)
+                await redis_client.close(client)
 
     observed = Metrics()
     app = Starlette(
@@ -84,17 +84,17 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
 
 
 def make_redis(settings: Settings) -> Redis:
-    """A client whose pool queues callers beyond its size instead of failing them."""
+    """A client for ``settings.redis_url`` (one server, Sentinel or Cluster: see receiver/redis_client.py).
+
+    A single server's pool queues callers beyond its size instead of failing them.
+    """
     if not settings.redis_url:
         raise ValueError("settings.redis_url is not set")
-    pool = BlockingConnectionPool.from_url(
+    return redis_client.async_client(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
-        timeout=settings.redis_timeout_s,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
+        timeout_s=settings.redis_timeout_s,
         # A pooled connection that died with a restarted Redis fails on first use: try once more on a
         # fresh one. Safe: a step that did run is then reported as a duplicate. Timeouts are not retried.
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
-    return Redis(connection_pool=pool)

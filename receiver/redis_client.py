@@ -30,6 +30,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
@@ -119,10 +120,18 @@ def parse(url: str) -> Topology:
     )
 
 
-def async_client(url: str, *, max_connections: int = 64, timeout_s: float = 2.0) -> redis.asyncio.Redis:
-    """An asyncio client for ``url``; a single server's pool queues callers beyond its size."""
+def async_client(
+    url: str, *, max_connections: int = 64, timeout_s: float = 2.0, retry: AsyncRetry | None = None
+) -> redis.asyncio.Redis:
+    """An asyncio client for ``url``; a single server's pool queues callers beyond its size.
+
+    ``retry`` applies to single servers and Sentinel-managed primaries; the cluster client has its own
+    (it retries on other nodes and refreshes the topology after MOVED, ASK and connection errors).
+    """
     topology = parse(url)
     timeouts: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    if retry is not None:
+        timeouts["retry"] = retry
     if topology.kind == "single":
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=timeout_s, **timeouts
@@ -139,7 +148,8 @@ def async_client(url: str, *, max_connections: int = 64, timeout_s: float = 2.0)
     cluster = AsyncRedisCluster(
         startup_nodes=[AsyncClusterNode(host, port) for host, port in topology.hosts],
         max_connections=max_connections,
-        **timeouts,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
         **topology.node_kwargs(),
     )
     return cast(redis.asyncio.Redis, cluster)
@@ -170,6 +180,14 @@ def sync_client(url: str, *, timeout_s: float = 5.0) -> redis.Redis:
 def is_cluster(client: object) -> bool:
     """Whether ``client`` talks to a Redis Cluster (multi-key commands must then stay within one slot)."""
     return isinstance(client, AsyncRedisCluster | RedisCluster)
+
+
+async def close(client: redis.asyncio.Redis) -> None:
+    """Close ``client`` and its connections, whichever kind `async_client` returned."""
+    if isinstance(client, AsyncRedisCluster):
+        await client.aclose()
+    else:
+        await client.aclose(close_connection_pool=True)
 
 
 def redacted(url: str) -> str:

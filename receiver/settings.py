@@ -78,7 +78,7 @@ class Settings:
 
     @property
     def keys(self) -> Keys:
-        return Keys(self.key_prefix)
+        return Keys(self.key_prefix, self.partitions)
 
     def unverified_sources(self) -> list[str]:
         return sorted(name for name, source in self.sources.items() if not source.verify)

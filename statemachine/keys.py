@@ -9,18 +9,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from statemachine.partitions import Partitions, nonce_partition, partition_of
+
 DEFAULT_PREFIX = "callstream"
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names under one prefix. With one partition the hash tag is the constant ``{0}``."""
+    """Key names under one prefix. With one partition the hash tag is the constant ``{0}``.
+
+    ``partitions`` is the partition count (``[streams] partitions``): the ``*_of`` methods place a call
+    (or a nonce) in its partition, see statemachine/partitions.py.
+    """
 
     prefix: str = DEFAULT_PREFIX
+    partitions: int = 1
 
     def __post_init__(self) -> None:
         if not self.prefix or any(ch in self.prefix for ch in "{} \t\r\n"):
             raise ValueError(f"key prefix {self.prefix!r} must be non-empty, without braces or spaces")
+        Partitions(self.partitions)
+
+    def partition_of(self, source: str, call_id: str) -> int:
+        """The partition whose hash tag every key of this call carries."""
+        return partition_of(source, call_id, self.partitions)
+
+    def call_of(self, source: str, call_id: str) -> str:
+        """`call` in the call's own partition."""
+        return self.call(source, call_id, self.partition_of(source, call_id))
+
+    def transitions_of(self, source: str, call_id: str) -> str:
+        """The transitions stream of the call's partition."""
+        return self.transitions(self.partition_of(source, call_id))
+
+    def nonce_of(self, source: str, nonce: str) -> str:
+        """`nonce` in the nonce's own partition (not the call's: see CallStore.apply)."""
+        return self.nonce(source, nonce, nonce_partition(source, nonce, self.partitions))
+
+    def all_transitions(self) -> list[str]:
+        """Every partition's transitions stream, partition 0 first."""
+        return [self.transitions(partition) for partition in range(self.partitions)]
 
     def _tag(self, partition: int) -> str:
         return f"{self.prefix}:{{{partition}}}"

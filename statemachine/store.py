@@ -30,6 +30,8 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.ReadOnlyError,
     redis_errors.TryAgainError,
     redis_errors.ClusterDownError,
+    # A cluster client whose slot map has a gap while a failover is under way.
+    redis_errors.SlotNotCoveredError,
     OSError,
 )
 
@@ -127,8 +129,12 @@ class CallStore:
         Raises `ReplayedNonce` when ``nonce`` already authenticated a different event, and
         `StoreUnavailable` when Redis cannot be reached (nothing is applied in that case).
         """
-        keys = [self.keys.transitions()]
-        keys.insert(0, self.keys.call(event.source, event.call_id))
+        keys = [self.keys.call_of(event.source, event.call_id), self.keys.transitions_of(event.source, event.call_id)]
+        if nonce and self.keys.partitions > 1:
+            # A replayed nonce may come with another call id, hence another partition and slot: its mark
+            # lives in the nonce's own partition and is claimed first, in a round trip of its own.
+            await self._claim_nonce(event, nonce)
+            nonce = None
         if nonce:
             keys.append(self.keys.nonce(event.source, nonce))
         retention = self.retention
@@ -164,9 +170,25 @@ class CallStore:
             entry_id=_text(reply[5]) or None,
         )
 
+    async def _claim_nonce(self, event: CallEvent, nonce: str) -> None:
+        """Mark ``nonce`` as used by this event; `ReplayedNonce` if it authenticated another event.
+
+        Claiming it again for the same event (a provider's retry, or a retry after a 503) is allowed, as
+        in the one-step check of `apply_step.lua`.
+        """
+        key = self.keys.nonce_of(event.source, nonce)
+        try:
+            if await self.redis.set(key, event.dedupe_key, nx=True, px=self.retention.nonce_ms):
+                return
+            seen = await self.redis.get(key)
+        except UNAVAILABLE_ERRORS as err:
+            raise StoreUnavailable(str(err) or type(err).__name__) from err
+        if seen is not None and _text(seen) != event.dedupe_key:
+            raise ReplayedNonce(f"nonce {nonce!r} already authenticated another request")
+
     async def get_call(self, source: str, call_id: str) -> CallRecord | None:
         """The call's current state and history, or None when it is unknown or expired."""
-        key = self.keys.call(source, call_id)
+        key = self.keys.call_of(source, call_id)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hmget(key, "state", "attempt", "version", "history", "provider", "updated_at")
@@ -177,7 +199,7 @@ class CallStore:
             entry_ids = _text(fields[3]).split() if fields[3] else []
             history: list[dict[str, Any]] = []
             if entry_ids:
-                stream = self.keys.transitions()
+                stream = self.keys.transitions_of(source, call_id)
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for entry_id in entry_ids:
                         pipe.xrange(stream, entry_id, entry_id)
