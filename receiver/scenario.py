@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import time
+import urllib.parse
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,10 @@ class Scenario:
         def rename(data: bytes) -> bytes:
             for call_id in self.call_ids:
                 data = data.replace(call_id.encode(), (call_id + suffix).encode())
+                # Form bodies carry ids percent-encoded (``v3:abc`` as ``v3%3Aabc``).
+                encoded = urllib.parse.quote(call_id, safe="")
+                if encoded != call_id:
+                    data = data.replace(encoded.encode(), urllib.parse.quote(call_id + suffix, safe="").encode())
             return data
 
         expect = orjson.loads(rename(orjson.dumps(self.expect)))
