@@ -1,51 +1,91 @@
-"""``callstream tail``: follow the transitions stream, as a readable table or JSON lines."""
+"""``callstream tail``: follow the transitions stream, as a readable table or JSON lines.
+
+Reads with XREAD (no consumer group, nothing acknowledged): any number of tails can watch at once
+without disturbing consumers. Starts from the stream's beginning unless ``--from`` names an entry id
+to start after (``$``: only entries added from now on).
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import redis
 
-from statemachine.keys import DEFAULT_PREFIX, Keys
+from receiver.commands import connection
+from receiver.settings import ConfigError
+from statemachine.states import CallState
 from statemachine.store import entry_fields
+
+KINDS = ("transition", "annotation")
+STATES = ["new", *(state.value for state in CallState)]
+COLUMNS = f"{'TIME (UTC)':<12} {'ID':<17} {'KIND':<10} {'SOURCE':<12} {'CALL':<38} TRANSITION"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--prefix", default=os.environ.get("CALLSTREAM_PREFIX", DEFAULT_PREFIX))
     parser.add_argument("--from", dest="start", default="0", help="entry id to start after ('$' for new only)")
     parser.add_argument("--no-follow", action="store_true", help="print what is there and stop")
+    parser.add_argument("--limit", type=int, help="stop after this many matching entries")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     parser.add_argument("--source", help="only this source")
     parser.add_argument("--provider", help="only this provider")
     parser.add_argument("--call", help="only this call id")
-    parser.add_argument("--state", help="only entries reaching this state")
+    parser.add_argument("--state", choices=STATES, metavar="STATE", help="only entries reaching this state")
+    parser.add_argument("--kind", choices=KINDS, help="only transitions or only annotations")
+    parser.add_argument("--partition", type=int, default=0, help="which transitions stream (default 0)")
+    connection.add_arguments(parser)
 
 
 def matches(entry: dict[str, Any], args: argparse.Namespace) -> bool:
-    wanted = {"source": args.source, "provider": args.provider, "call_id": args.call, "to_state": args.state}
+    wanted = {
+        "source": args.source,
+        "provider": args.provider,
+        "call_id": args.call,
+        "to_state": args.state,
+        "kind": getattr(args, "kind", None),
+    }
     return all(value is None or entry.get(name) == value for name, value in wanted.items())
+
+
+def entry_time(entry_id: str) -> str:
+    """The time Redis added an entry, from its id (milliseconds before the dash), as HH:MM:SS.mmm UTC."""
+    ms = int(entry_id.split("-", 1)[0])
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
 def render(entry_id: str, entry: dict[str, Any], as_json: bool) -> str:
     if as_json:
         return orjson.dumps({"id": entry_id, **entry}).decode()
     replay = " (replay)" if entry.get("replay") else ""
+    name, to_state = entry.get("name", ""), entry.get("to_state", "")
+    if entry.get("kind") == "annotation":
+        change = f"{to_state} ({name})"
+    else:
+        change = f"{entry.get('from_state', '')} -> {to_state}" + (f" [{name}]" if name and name != to_state else "")
     return (
-        f"{entry_id:<17} {entry.get('kind', ''):<10} {entry.get('source', ''):<12} "
-        f"{entry.get('call_id', ''):<38} {entry.get('from_state', '')}->{entry.get('to_state', '')} "
-        f"{entry.get('name', '')} v{entry.get('version', '')} a{entry.get('attempt', '')}{replay}"
+        f"{entry_time(entry_id):<12} {entry_id:<17} {entry.get('kind', ''):<10} {entry.get('source', ''):<12} "
+        f"{entry.get('call_id', ''):<38} {change} v{entry.get('version', '')} a{entry.get('attempt', '')}{replay}"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    client = redis.Redis.from_url(args.redis_url)
-    stream = Keys(args.prefix).transitions()
+    if args.limit is not None and args.limit <= 0:
+        print("callstream tail: --limit must be positive", file=sys.stderr)
+        return connection.EXIT_USAGE
+    try:
+        target = connection.resolve(args)
+    except ConfigError as err:
+        print(f"callstream tail: {err}", file=sys.stderr)
+        return connection.EXIT_USAGE
+    client = redis.Redis.from_url(target.redis_url, socket_connect_timeout=connection.TIMEOUT_S)
+    stream = target.keys.transitions(args.partition)
     last = args.start
+    printed = 0
+    if not args.json:
+        print(COLUMNS, flush=True)
     try:
         while True:
             block = None if args.no_follow else 5000
@@ -59,10 +99,16 @@ def run(args: argparse.Namespace) -> int:
                 entry = entry_fields(fields)
                 if matches(entry, args):
                     print(render(last, entry, args.json), flush=True)
+                    printed += 1
+                    if args.limit is not None and printed >= args.limit:
+                        return 0
     except KeyboardInterrupt:
         return 0
-    except redis.exceptions.ConnectionError as err:
-        print(f"callstream tail: cannot reach Redis at {args.redis_url}: {err}", file=sys.stderr)
-        return 1
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as err:
+        print(
+            f"callstream tail: cannot reach Redis at {connection.display_url(target.redis_url)}: {err}",
+            file=sys.stderr,
+        )
+        return connection.EXIT_FAILED
     finally:
         client.close()
