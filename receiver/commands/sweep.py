@@ -23,9 +23,7 @@ from statemachine.store import CallStore
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML configuration (default: $CALLSTREAM_CONFIG, else built-in)")
-    parser.add_argument(
-        "--every", type=float, metavar="SECONDS", help="keep sweeping at this interval instead of once"
-    )
+    parser.add_argument("--every", type=float, metavar="SECONDS", help="keep sweeping at this interval instead of once")
 
 
 def run(args: argparse.Namespace) -> int:
