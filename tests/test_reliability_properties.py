@@ -74,6 +74,11 @@ def deliveries(
 ) -> list[tuple[Step, dict[str, str]]]:
     """Every copy of every request in delivery order, with its headers (copies share one signature)."""
     steps = [step for scenario in scenarios for step in steps_of(scenario)]
+    for step in steps:
+        for call_id, _trigger, _key in step.events:
+            assert any(call_id in scenario.call_ids for scenario in scenarios), (
+                f"call id {call_id!r} is not renamed: list it in the scenario's call_ids"
+            )
     signed_once = [
         step.request.signed_headers(step.provider, BASE_URL + step.request.path, SECRET if signed else None)
         for step in steps
