@@ -18,6 +18,7 @@ pinned separately below and documented in docs/reliability.md.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -28,10 +29,15 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 from starlette.testclient import TestClient
 
-from receiver.providers import PROVIDERS
+from receiver import deadletter
+from receiver.cli import main
+from receiver.delivery import Delivery
+from receiver.providers import PROVIDERS, OutgoingRequest
 from receiver.scenario import Scenario
+from receiver.settings import Secret, Source
 from statemachine.keys import Keys
 from tests.conftest import MakeSettings, signed_source
 from tests.support.histories import (
@@ -183,15 +189,11 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 @pytest.fixture
 def operator_client(make_client: Client, make_settings: MakeSettings) -> TestClient:
-    from receiver.settings import Secret
-
     sources = {"vobiz": signed_source("vobiz", "vobiz", SECRET)}
     return make_client(make_settings(sources, operator_token=Secret(OPERATOR_TOKEN)))
 
 
 def vobiz_headers(body_url: str = BASE_URL + "/webhooks/vobiz") -> dict[str, str]:
-    from receiver.providers.base import OutgoingRequest
-
     outgoing = OutgoingRequest(url=body_url, body=b"", content_type=FORM["content-type"])
     return {**FORM, **PROVIDERS["vobiz"].sign(outgoing, SECRET, 0)}
 
@@ -241,3 +243,36 @@ def test_replay_header_without_the_token_is_an_ordinary_delivery(
     )
     assert forged.json()["results"][0]["outcome"] == "duplicate"
     assert [e["replay"] for e in stream_entries(r, keys.transitions())] == ["0"]
+
+
+def test_redriven_dead_letter_is_processed_again_and_marked(
+    client_and_letter: tuple[TestClient, str], r: redis.Redis, keys: Keys, redis_url: str
+) -> None:
+    """``callstream deadletter redrive`` skips dedupe like an operator replay: a kept request whose event
+    was already seen is published again, marked replay=1, and leaves the dead-letter stream."""
+    _client, letter_id = client_and_letter
+    code = main(["deadletter", "redrive", letter_id, "--redis-url", redis_url, "--prefix", keys.prefix])
+    assert code == 0
+    entries = stream_entries(r, keys.transitions())
+    assert [(e["kind"], e["call_id"], e["replay"]) for e in entries] == [
+        ("annotation", "replay-call-1", "0"),
+        ("annotation", "replay-call-1", "1"),
+    ]
+    assert r.xlen(keys.deadletter()) == 0
+
+
+@pytest.fixture
+def client_and_letter(make_client: Client, redis_url: str, keys: Keys) -> tuple[TestClient, str]:
+    """A machine-detection callback applied once, and the same request kept as a dead letter (as an older
+    release that could not process it would have kept it)."""
+    client = make_client()
+    assert client.post("/webhooks/vobiz", content=MACHINE, headers=FORM).status_code == 200
+    delivery = Delivery(
+        Source(name="vobiz", provider="vobiz", verify=False), MACHINE, dict(FORM), BASE_URL + "/webhooks/vobiz", 0.0
+    )
+
+    async def keep() -> str:
+        async with Redis.from_url(redis_url) as connection:
+            return await deadletter.keep(connection, keys, delivery, "unknown_event", "kept by an older release")
+
+    return client, asyncio.run(keep())
