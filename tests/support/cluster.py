@@ -198,8 +198,9 @@ class LocalCluster:
         )
 
     def stop(self) -> None:
+        """SIGKILL every node: a throw-away cluster needs no clean shutdown."""
         for node in self.nodes:
-            node.stop()
+            node.kill()
 
 
 class LocalSentinel:

@@ -1,0 +1,172 @@
+"""The receiver on a real Redis Cluster (3 primaries, 3 replicas) with 4 partitions.
+
+Every recorded scenario replayed through the real app gives its documented outcomes, each call's
+transitions appear once and in order in its partition's stream, and all keys of a call hash to one
+slot. Then a primary is SIGKILLed under load: requests may get 503 while its replica takes over, but
+every event answered 2xx is found afterwards, and retried requests complete every call exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.cluster import RedisCluster
+from starlette.testclient import TestClient
+
+from receiver.app import create_app
+from receiver.providers import PROVIDERS
+from receiver.scenario import Scenario
+from receiver.settings import Secret, Settings
+from statemachine.keys import Keys
+from tests.support.cluster import LocalCluster
+from tests.support.histories import SCENARIO_PATHS
+
+pytestmark = pytest.mark.slow
+
+PARTITIONS = 4
+BASE_URL = "http://testserver"
+#: The lifecycle of every call in the failover load (the Vobiz answered scenario), as documented there.
+ANSWERED_PATH = [("new", "ringing"), ("ringing", "answered"), ("answered", "completed")]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    local = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def assertions(cluster: LocalCluster) -> Iterator[RedisCluster]:
+    client = cluster.client()
+    yield client
+    client.close()
+
+
+def settings_for(cluster: LocalCluster, prefix: str) -> Settings:
+    """Every built-in provider, unverified, on the cluster, with 4 partitions."""
+    base = Settings.default({}, list(PROVIDERS))
+    return Settings(sources=base.sources, redis_url=cluster.url, key_prefix=prefix, partitions=PARTITIONS)
+
+
+def entries_of(client: RedisCluster, keys: Keys) -> dict[int, list[dict[str, str]]]:
+    """Every partition's stream, decoded."""
+    return {
+        partition: [
+            {"id": entry_id.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
+            for entry_id, fields in client.xrange(keys.transitions(partition))
+        ]
+        for partition in range(PARTITIONS)
+    }
+
+
+def test_every_scenario_on_the_cluster(cluster: LocalCluster, assertions: RedisCluster) -> None:
+    """Documented outcomes, each call's entries once and in order in one partition, one slot per call."""
+    used_partitions: set[int] = set()
+    for number, path in enumerate(SCENARIO_PATHS):
+        scenario = Scenario.load(path)
+        keys = Keys(f"cluster-{number}", PARTITIONS)
+        with TestClient(create_app(settings_for(cluster, keys.prefix)), raise_server_exceptions=False) as client:
+            for request in scenario.requests:
+                headers = request.signed_headers(scenario.provider, BASE_URL + request.path, None)
+                response = client.post(request.path, content=request.body, headers=headers)
+                if request.expect is None:
+                    assert response.status_code in (200, 202), (path, response.text)
+                elif response.status_code == 200:
+                    assert [r["outcome"] for r in response.json()["results"]] == [request.expect], path
+                else:
+                    assert response.json()["error"]["code"] == request.expect, path
+        streams = entries_of(assertions, keys)
+        expected = scenario.expect.get("entries", [])
+        assert sum(len(rows) for rows in streams.values()) == len(expected), path
+        for call_id in {entry["call_id"] for entry in expected}:
+            partition = keys.partition_of(scenario.provider, call_id)
+            used_partitions.add(partition)
+            mine = [e for e in expected if e["call_id"] == call_id]
+            found = [row for row in streams[partition] if row["call_id"] == call_id]
+            assert [{name: row.get(name) for name in exp} for row, exp in zip(found, mine, strict=True)] == mine
+            call_key = keys.call(scenario.provider, call_id, partition)
+            assert assertions.cluster_keyslot(call_key) == assertions.cluster_keyslot(keys.transitions(partition))
+        for call_id, expected_call in scenario.expect.get("calls", {}).items():
+            state = assertions.hget(keys.call_of(scenario.provider, call_id), "state")
+            assert (state or b"new").decode() == expected_call["state"], (path, call_id)
+    assert used_partitions == {0, 1, 2, 3}
+
+
+def test_call_lookup_on_the_cluster(cluster: LocalCluster) -> None:
+    """GET /calls/{source}/{call_id} finds a call and its history in its partition."""
+    scenario = Scenario.load(Path(__file__).parents[1] / "fixtures" / "vobiz" / "answered.json").renamed("-lookup")
+    settings = replace(settings_for(cluster, "cluster-lookup"), operator_token=Secret("operator-token"))
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        for request in scenario.requests:
+            headers = request.signed_headers(scenario.provider, BASE_URL + request.path, None)
+            assert client.post(request.path, content=request.body, headers=headers).status_code == 200
+        found = client.get(f"/calls/vobiz/{scenario.call_ids[0]}", headers={"authorization": "Bearer operator-token"})
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["state"] == "completed"
+    assert [(h["from_state"], h["to_state"]) for h in body["history"]] == ANSWERED_PATH
+
+
+def send(client: TestClient, request: Any) -> tuple[int, dict[str, Any]]:
+    headers = request.signed_headers("vobiz", BASE_URL + request.path, None)
+    response = client.post(request.path, content=request.body, headers=headers)
+    return response.status_code, response.json()
+
+
+def test_primary_killed_under_load_loses_no_acknowledged_event(cluster: LocalCluster, assertions: RedisCluster) -> None:
+    """503 while the replica takes over is fine; every 2xx'd transition is there after failover, once."""
+    keys = Keys("cluster-failover", PARTITIONS)
+    answered = Scenario.load(Path(__file__).parents[1] / "fixtures" / "vobiz" / "answered.json")
+    victim = cluster.node_serving(keys.transitions(0))
+    acknowledged: list[tuple[str, dict[str, Any]]] = []
+    refused: list[Any] = []
+    statuses: list[int] = []
+    calls: list[str] = []
+    with TestClient(create_app(settings_for(cluster, keys.prefix)), raise_server_exceptions=False) as client:
+        killed_at = None
+        deadline = time.monotonic() + 40
+        number = 0
+        # Keep calls coming until the victim is dead and partition 0 has taken 2xx again for a while.
+        while time.monotonic() < deadline:
+            scenario = answered.renamed(f"-f{number}")
+            calls.append(scenario.call_ids[0])
+            number += 1
+            for request in scenario.requests:
+                status, body = send(client, request)
+                statuses.append(status)
+                if status == 200:
+                    acknowledged.extend((scenario.call_ids[0], result) for result in body["results"])
+                else:
+                    assert status == 503, body
+                    assert body["error"]["code"] == "redis_unavailable"
+                    refused.append(request)
+            if number == 20:
+                victim.kill()
+                killed_at = len(statuses)
+            if killed_at is not None and len(statuses) - killed_at > 60 and all(s == 200 for s in statuses[-30:]):
+                break
+        assert killed_at is not None
+        assert all(s == 200 for s in statuses[-30:]), "the cluster did not recover within 40 s"
+        # The provider retries what was refused; every retry now lands.
+        for request in refused:
+            status, body = send(client, request)
+            assert status == 200, body
+    streams = entries_of(assertions, keys)
+    by_id = {row["id"]: row for rows in streams.values() for row in rows}
+    for call_id, result in acknowledged:
+        if result["outcome"] == "applied":
+            row = by_id[result["entry_id"]]
+            assert (row["call_id"], row["to_state"]) == (call_id, result["to_state"])
+    for call_id in calls:
+        rows = streams[keys.partition_of("vobiz", call_id)]
+        path = [(row["from_state"], row["to_state"]) for row in rows if row["call_id"] == call_id]
+        assert path == ANSWERED_PATH, (call_id, path)
+    assert len(calls) > 20 and killed_at < len(statuses)
+    victim.start()  # it rejoins as a replica of the primary that replaced it
+    cluster.wait_healthy()
