@@ -8,13 +8,15 @@ Normalization is pure: bytes and headers in, events out.
 
 from __future__ import annotations
 
+import math
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver.delivery import Delivery
+from receiver.delivery import FORM, Delivery
 from receiver.errors import InvalidField, MissingField
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
@@ -28,6 +30,12 @@ class OutgoingRequest:
     body: bytes
     content_type: str
     method: str = "POST"
+
+    def form_pairs(self) -> list[tuple[str, str]]:
+        """The body's form fields in order (none unless it is form-encoded): what URL+params schemes sign."""
+        if self.content_type.split(";", 1)[0].strip().lower() != FORM:
+            return []
+        return urllib.parse.parse_qsl(self.body.decode(), keep_blank_values=True)
 
 
 #: ``verify(delivery, now)`` raises `SignatureError`; returns the signature's nonce when the scheme has one
@@ -93,7 +101,12 @@ def number_or_none(value: Any) -> float | int | None:
         number = float(str(value))
     except ValueError:
         return None
-    return int(number) if number.is_integer() else number
+    if not math.isfinite(number):
+        return None
+    if number.is_integer():
+        # Stream entries are JSON: an integer beyond 64 bits could not be published.
+        return int(number) if -(2**63) <= number < 2**63 else None
+    return number
 
 
 def iso_utc(value: Any) -> str | None:

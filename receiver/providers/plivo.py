@@ -14,7 +14,6 @@ Sources: ../shared/providers.md §1, plivo-python ``plivo/utils/__init__.py`` an
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Mapping
 from secrets import choice
 
@@ -66,11 +65,8 @@ def verify(delivery: Delivery, now: float) -> str | None:
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
     """V3 headers as Plivo sends them, with a fresh 20-digit nonce."""
     nonce = "".join(choice("0123456789") for _ in range(20))
-    params = []
-    if request.content_type.split(";", 1)[0].strip().lower() == FORM:
-        params = urllib.parse.parse_qsl(request.body.decode(), keep_blank_values=True)
     return {
-        V3_HEADERS[0]: plivo_v3.signature(secret, request.url, params, nonce),
+        V3_HEADERS[0]: plivo_v3.signature(secret, request.url, request.form_pairs(), nonce),
         V3_NONCE_HEADER: nonce,
     }
 

@@ -13,8 +13,6 @@ Sources: ../shared/providers.md §8, twilio-python ``twilio/request_validator.py
 
 from __future__ import annotations
 
-import urllib.parse
-
 from receiver.delivery import FORM, Delivery
 from receiver.errors import SignatureError
 from receiver.providers import twilio_family
@@ -50,10 +48,7 @@ def verify(delivery: Delivery, now: float) -> str | None:
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
     """``X-Twilio-Signature`` as Twilio computes it for a form body (a JSON body: the URL alone)."""
-    params: list[tuple[str, str]] = []
-    if request.content_type.split(";", 1)[0].strip().lower() == FORM:
-        params = urllib.parse.parse_qsl(request.body.decode(), keep_blank_values=True)
-    return {SIGNATURE_HEADER: twilio_sha1.signature(secret, request.url, params)}
+    return {SIGNATURE_HEADER: twilio_sha1.signature(secret, request.url, request.form_pairs())}
 
 
 ADAPTER = ProviderAdapter(name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(FORM,))
