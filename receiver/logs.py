@@ -32,6 +32,9 @@ _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message",
 _IGNORED_EXTRAS = frozenset({"color_message"})
 
 LEVEL_ENV = "CALLSTREAM_LOG_LEVEL"
+#: Libraries held at WARNING whatever the level: `transitions` logs every fired event at INFO (far too
+#: much on the hot path), and HTTP clients log whole URLs, whose query strings may carry credentials.
+QUIET_LOGGERS = ("transitions", "httpx", "httpx2", "httpcore")
 FORMAT_ENV = "CALLSTREAM_LOG_FORMAT"
 
 
@@ -81,6 +84,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = record_fields(record)
+        fields["pid"] = record.process  # tells workers apart when several share one log
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(fields, default=str).decode()
@@ -137,8 +141,7 @@ def dict_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True, "level": level},
             "uvicorn.error": {"handlers": [], "propagate": True, "level": level},
             "uvicorn.access": {"handlers": [], "propagate": True, "level": "WARNING"},
-            # The transitions library logs every fired event at INFO: far too much on the hot path.
-            "transitions": {"level": "WARNING"},
+            **{name: {"level": "WARNING"} for name in QUIET_LOGGERS},
         },
     }
 
@@ -160,7 +163,8 @@ def configure(
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level_name(environ))
-    logging.getLogger("transitions").setLevel(logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return handler
 
 

@@ -3,12 +3,11 @@
 Error statuses and codes come from `receiver.errors.HTTP_ERRORS`, states, events and outcomes from the
 state machine, so the description cannot drift from what the service answers. The app serves it at
 ``GET /openapi.json`` with the configured source names as examples; ``docs/openapi.json`` is the same
-description without them, written by ``python -m receiver.openapi > docs/openapi.json``.
+description without them, written by ``python -m receiver.commands.openapi > docs/openapi.json``.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 from typing import Any
@@ -299,7 +298,3 @@ def _version() -> str:
 def render(spec: dict[str, Any]) -> bytes:
     """The document as written to ``docs/openapi.json``: indented, keys in a stable order, final newline."""
     return orjson.dumps(spec, option=orjson.OPT_INDENT_2) + b"\n"
-
-
-if __name__ == "__main__":
-    sys.stdout.buffer.write(render(build_spec()))
