@@ -34,8 +34,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from receiver.reconcile import CLIENTS, ApiConfig, Finding, GetCallClient, ReconcileError, ask
 from receiver.settings import ConfigError, Settings, Source
 from statemachine.errors import StoreUnavailable
@@ -131,36 +129,45 @@ class Sweeper:
         self.default_policy = SourcePolicy()
         self.scan_count = scan_count
         self._limit = asyncio.Semaphore(concurrency)
-        self._call_prefix = store.keys.call_pattern()[:-1]
 
     def policy(self, source: str) -> SourcePolicy:
         """A source that is no longer configured keeps the default limit, without reconciliation."""
         return self.policies.get(source, self.default_policy)
 
     async def stuck_calls(self, now_ms: int) -> AsyncIterator[tuple[int, list[StuckCall]]]:
-        """Batches of stuck calls, each with how many call hashes it covered."""
-        redis: Redis = self.store.redis
-        cursor = 0
-        while True:
-            cursor, found = await redis.scan(cursor, match=self.store.keys.call_pattern(), count=self.scan_count)
-            names = [_text(name) for name in found]
-            if names:
-                async with redis.pipeline(transaction=False) as pipe:
-                    for name in names:
-                        pipe.hmget(name, "state", "attempt", "version", "updated_at", "provider")
-                    rows = await pipe.execute()
-                yield (
-                    len(names),
-                    [call for name, row in zip(names, rows, strict=True) if (call := self._stuck(name, row, now_ms))],
-                )
-            if int(cursor) == 0:
-                return
+        """Batches of stuck calls, each with how many call hashes it covered, over every partition.
+
+        ``scan_iter`` also walks every primary of a Redis Cluster client.
+        """
+        keys = self.store.keys
+        for partition in range(keys.partitions):
+            call_prefix = keys.call_pattern(partition)[:-1]
+            batch: list[str] = []
+            async for found in self.store.redis.scan_iter(match=keys.call_pattern(partition), count=self.scan_count):
+                batch.append(_text(found))
+                if len(batch) >= self.scan_count:
+                    yield len(batch), await self._read(batch, call_prefix, now_ms)
+                    batch = []
+            if batch:
+                yield len(batch), await self._read(batch, call_prefix, now_ms)
+
+    async def _read(self, names: list[str], call_prefix: str, now_ms: int) -> list[StuckCall]:
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hmget(name, "state", "attempt", "version", "updated_at", "provider")
+            rows = await pipe.execute()
+        return [
+            call
+            for name, row in zip(names, rows, strict=True)
+            if (call := self._stuck(name[len(call_prefix) :], row, now_ms))
+        ]
 
     def _stuck(self, name: str, row: list[Any], now_ms: int) -> StuckCall | None:
+        """``name`` is the key without its partition's call prefix: ``<source>:<call id>``."""
         state, attempt, version, updated_at, provider = (None if v is None else _text(v) for v in row)
-        if version is None or state is None or is_terminal(state) or not name.startswith(self._call_prefix):
+        if version is None or state is None or is_terminal(state):
             return None  # expired since SCAN saw it, or not (yet) a call in progress
-        source, _, call_id = name[len(self._call_prefix) :].partition(":")
+        source, _, call_id = name.partition(":")
         updated = int(updated_at or 0)
         if now_ms - updated < self.policy(source).stale_after_ms:
             return None

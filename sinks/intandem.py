@@ -363,15 +363,22 @@ def load(path: str | None, environ: Mapping[str, str]) -> tuple[IntandemConfig, 
     redis_url = environ.get("REDIS_URL") or document.get("redis", {}).get("url")
     if not redis_url:
         raise ConfigError("no Redis configured: set REDIS_URL or [redis] url")
-    prefix = str(document.get("streams", {}).get("prefix", DEFAULT_PREFIX))
-    return IntandemConfig.from_table(table, environ), redis_url, Keys(prefix)
+    streams = document.get("streams", {})
+    keys = Keys(str(streams.get("prefix", DEFAULT_PREFIX)), int(streams.get("partitions", 1)))
+    return IntandemConfig.from_table(table, environ), redis_url, keys
 
 
 async def run(config: IntandemConfig, redis_url: str, keys: Keys, name: str | None = None) -> None:
     """Consume until SIGINT/SIGTERM."""
     redis = Redis.from_url(redis_url)
     consumer = Consumer(
-        redis, config.group, IntandemSink(redis, keys, config), keys=keys, name=name, options=ConsumerOptions()
+        redis,
+        config.group,
+        IntandemSink(redis, keys, config),
+        keys=keys,
+        streams=keys.all_transitions(),
+        name=name,
+        options=ConsumerOptions(),
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

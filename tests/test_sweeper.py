@@ -245,3 +245,19 @@ async def test_cli_sweeps_once_and_prints_the_report(
     assert code == 0
     assert (report["stuck"], report["annotated"]) == (1, 1)
     assert [e["name"] for e in entries(r, keys)] == ["ringing", "stale"]
+
+
+async def test_every_partition_is_swept(redis_url: str, prefix: str, make_settings: MakeSettings) -> None:
+    """With the stream split in partitions, stuck calls in every partition are found and flagged."""
+    keys = Keys(prefix, 4)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        store = CallStore(client, keys)
+        call_ids = [f"part-{n}" for n in range(8)]
+        for call_id in call_ids:
+            await start_call(store, call_id)
+        assert len({keys.partition_of("cb", call_id) for call_id in call_ids}) > 1
+        report = await Sweeper(store, make_settings(sources={"cb": callingbox_source()}), {}).sweep(later(3))
+    finally:
+        await client.aclose()
+    assert (report.scanned, report.annotated) == (8, 8)
