@@ -148,6 +148,7 @@ class Consumer:
             except redis_errors.ResponseError as err:
                 if not str(err).startswith("BUSYGROUP"):
                     raise
+        self._cursors = dict.fromkeys(self.streams, "0-0")  # a new group's pending list starts empty
         self._groups_ready = True
 
     async def _with_group(self, command: Callable[[], Awaitable[Any]]) -> Any:
@@ -276,7 +277,9 @@ class Consumer:
             if deliveries >= self.options.max_deliveries:
                 await self._give_up(stream, entry_id, fields, deliveries, error)
             else:
-                log.warning("handler failed on %s %s (delivery %d): %s", stream, entry_id, deliveries, error)
+                log.warning(
+                    "handler failed on %s %s (delivery %d): %s", stream, entry_id, deliveries, error, exc_info=err
+                )
             return
         await self.redis.xack(stream, self.group, entry_id)
 
