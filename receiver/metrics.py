@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -87,23 +88,45 @@ class Metrics:
         if multiprocess_dir(os.environ) is None:
             # Per-process figures only make sense for a single process; multiprocess mode cannot merge them.
             ProcessCollector(registry=self.registry)
+        # Labelled children, looked up once: `labels()` takes a lock and validates on every call, which
+        # would cost more than the increment itself on the hot path. Every label set is bounded (configured
+        # sources, known states, route templates, a fixed set of methods), so these stay small.
+        self._outcomes: dict[tuple[str, str], Any] = {}
+        self._transitions: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def outcome(self, source: str, outcome: str) -> None:
-        self.webhook_requests.labels(source, outcome).inc()
+        key = (source, outcome)
+        child = self._outcomes.get(key)
+        if child is None:
+            child = self._outcomes[key] = self.webhook_requests.labels(source, outcome)
+        child.inc()
 
     def transition(self, from_state: str, to_state: str) -> None:
-        self.transitions.labels(from_state, to_state).inc()
+        key = (from_state, to_state)
+        child = self._transitions.get(key)
+        if child is None:
+            child = self._transitions[key] = self.transitions.labels(from_state, to_state)
+        child.inc()
 
     def signature_failure(self, source: str) -> None:
         self.signature_failures.labels(source).inc()
-        self.webhook_requests.labels(source, "rejected").inc()
+        self.outcome(source, "rejected")
 
     def redis_error(self, operation: str) -> None:
         self.redis_errors.labels(operation).inc()
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.request_latency.labels(route).observe(seconds)
+        """One HTTP request; ``method`` must come from a fixed set (see `receiver.observe`)."""
+        key = (route, method, status)
+        children = self._requests.get(key)
+        if children is None:
+            children = self._requests[key] = (
+                self.http_requests.labels(route, method, str(status)),
+                self.request_latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self, stream_lengths: Mapping[str, int] | None) -> bytes:
         """The Prometheus text format: this app's metrics (or every worker's) and the stream lengths read now."""

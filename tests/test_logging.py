@@ -11,9 +11,12 @@ from typing import Any
 
 import orjson
 import pytest
+import redis.asyncio
 from starlette.testclient import TestClient
 
 from receiver import logs
+from receiver.app import create_app
+from receiver.embedded import free_port
 from receiver.settings import Secret
 from statemachine.machine import decide
 from statemachine.states import Trigger
@@ -72,7 +75,7 @@ def test_access_line_carries_request_id_call_id_and_outcome(
     assert response.headers["x-request-id"] == "req-2026.05:abc_1"
     [line] = access_lines(buffer)
     assert {key: line[key] for key in ("level", "request_id", "source", "call_id", "outcome", "method", "path")} == {
-        "level": "info",
+        "level": "debug",
         "request_id": "req-2026.05:abc_1",
         "source": "vobiz",
         "call_id": "log-1",
@@ -85,6 +88,31 @@ def test_access_line_carries_request_id_call_id_and_outcome(
     assert line["message"] == "POST /webhooks/vobiz 200"
     assert isinstance(line["duration_ms"], float)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"])
+
+
+def test_default_level_logs_refused_and_failed_requests_only(
+    capture: Callable[..., io.StringIO], make_client: Callable[..., TestClient], make_settings: MakeSettings
+) -> None:
+    """At INFO (the default) an accepted callback writes no line; a refused one writes one at info with its
+    request id; a 503 writes one at warning."""
+    buffer = capture(CALLSTREAM_LOG_FORMAT="json", CALLSTREAM_LOG_LEVEL="INFO")
+    sources = {"vobiz": make_settings().sources["vobiz"], "signed": signed_source("signed", "vobiz", SIGNING_SECRET)}
+    client = make_client(make_settings(sources))
+    assert client.post("/webhooks/vobiz", content=RING, headers={**FORM, "X-Request-Id": "ok-1"}).status_code == 200
+    refused = client.post("/webhooks/signed", content=RING, headers={**FORM, "X-Request-Id": "no-1"})
+    assert refused.status_code == 401
+    assert [(line["request_id"], line["level"], line["status"]) for line in access_lines(buffer)] == [
+        ("no-1", "info", 401)
+    ]
+    dead = redis.asyncio.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    with TestClient(create_app(make_settings(), redis=dead), raise_server_exceptions=False) as down:
+        assert down.post("/webhooks/vobiz", content=RING, headers={**FORM, "X-Request-Id": "down-1"}).status_code == 503
+    lines = json_lines(buffer)
+    assert [
+        (line["level"], line["status"]) for line in lines if line.get("request_id") == "down-1" and "status" in line
+    ] == [("warning", 503)]
+    [error] = [line for line in lines if line["logger"] == "callstream.pipeline"]
+    assert (error["level"], error["request_id"], error["operation"]) == ("error", "down-1", "apply")
 
 
 def test_request_id_is_generated_when_absent_or_unusable(
@@ -156,7 +184,7 @@ def test_terminal_gets_readable_lines(
     make_client().post("/webhooks/vobiz", content=RING, headers={**FORM, "X-Request-Id": "tty-1"})
     [line] = [line for line in buffer.getvalue().splitlines() if "callstream.access" in line]
     assert not line.startswith("{")
-    assert re.match(r"\d\d:\d\d:\d\d\.\d{3} INFO +callstream\.access: POST /webhooks/vobiz 200  ", line)
+    assert re.match(r"\d\d:\d\d:\d\d\.\d{3} DEBUG +callstream\.access: POST /webhooks/vobiz 200  ", line)
     assert "request_id=tty-1" in line
     assert "call_id=log-1" in line
 

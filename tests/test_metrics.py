@@ -96,14 +96,18 @@ def test_counts_match_the_requests_sent(make_client: Callable[..., TestClient], 
     assert value(samples, "callstream_redis_errors_total", operation="apply") is None
 
 
-def test_unknown_paths_share_one_route_label(make_client: Callable[..., TestClient]) -> None:
-    """Requests to paths no route serves are counted under one label, so they cannot create new series."""
+def test_unknown_paths_and_methods_cannot_create_series(make_client: Callable[..., TestClient]) -> None:
+    """Paths no route serves share one route label, and made-up methods one method label, so callers
+    cannot grow the number of series."""
     client = make_client()
     for path in ("/nothing", "/other/thing", "/webhooks"):
         assert client.get(path).status_code == 404
+    for method in ("BREW", "PROPFIND"):
+        assert client.request(method, "/metrics").status_code == 405
     samples = scrape(client.get("/metrics").text)
     assert value(samples, "callstream_http_requests_total", route="(unmatched)", method="GET", status="404") == 3.0
-    assert not [key for key in samples if ("route", "/nothing") in key[1]]
+    assert value(samples, "callstream_http_requests_total", route="/metrics", method="OTHER", status="405") == 2.0
+    assert not [key for key in samples if ("route", "/nothing") in key[1] or ("method", "BREW") in key[1]]
 
 
 def test_metrics_need_the_operator_token_once_one_is_configured(
@@ -151,7 +155,8 @@ def test_workers_share_their_counts(tmp_path: Path, redis_url: str, prefix: str)
     config = tmp_path / "callstream.toml"
     config.write_text(receiver_config(prefix))
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "CALLSTREAM_LOG_FORMAT": "json"}
+    # DEBUG: accepted callbacks' access lines name the worker that served them.
+    env = {**os.environ, "REDIS_URL": redis_url, "CALLSTREAM_LOG_FORMAT": "json", "CALLSTREAM_LOG_LEVEL": "DEBUG"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
