@@ -127,7 +127,7 @@ async def soak(args: argparse.Namespace, work: Path) -> int:
         with receiver.start():
             started = time.monotonic()
             deadline = started + args.minutes * 60
-            tally, log = Tally(), []
+            tally, log = Tally(), list[str]()
             await asyncio.gather(
                 load(receiver.url, deadline, args.senders, tally, args.seed),
                 chaos(server, receiver, deadline, args.chaos_every, log),

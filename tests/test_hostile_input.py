@@ -236,7 +236,7 @@ def test_form_numbers_out_of_range_are_data(client: TestClient, r: redis.Redis, 
     assert response.status_code == 200, response.text
     (entry,) = r.xrange(keys.transitions())
     assert entry[1][b"call_id"] == b"h-call-4"
-    orjson.loads(entry[1][b"event"])
+    assert orjson.loads(entry[1][b"event"])["raw"]["Duration"] == "1e400"
 
 
 # Against a real uvicorn: the limit is enforced before the whole body has been sent.
