@@ -146,7 +146,7 @@ class Settings:
             max_body_bytes=_int(server, "max_body_bytes", 256 * 1024),
             redis_timeout_s=float(server.get("redis_timeout_seconds", 2.0)),
             redis_max_connections=_int(server, "redis_max_connections", 64),
-            operator_token=_secret(token, environ, "operator.token") if token else None,
+            operator_token=resolve_secret(token, environ, "operator.token") if token else None,
             host=str(server.get("host", "127.0.0.1")),
             port=_int(server, "port", 8000),
             allow_unverified_public=bool(server.get("allow_unverified_public", False)),
@@ -183,7 +183,8 @@ def _opt_str(table: Mapping[str, Any], where: str) -> str | None:
     return value
 
 
-def _secret(value: Any, environ: Mapping[str, str], where: str) -> Secret:
+def resolve_secret(value: Any, environ: Mapping[str, str], where: str) -> Secret:
+    """A secret from configuration: a literal, or ``env:NAME`` for an environment variable."""
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where} must be a non-empty string")
     if value.startswith("env:"):
@@ -206,7 +207,7 @@ def _source(name: str, spec: Any, environ: Mapping[str, str], providers: list[st
     raw_secrets = spec.get("secrets", [])
     if isinstance(raw_secrets, str):
         raw_secrets = [raw_secrets]
-    secrets = tuple(_secret(value, environ, f"{where}.secrets") for value in raw_secrets)
+    secrets = tuple(resolve_secret(value, environ, f"{where}.secrets") for value in raw_secrets)
     verify = spec.get("verify", True)
     if not isinstance(verify, bool):
         raise ConfigError(f"{where}.verify must be true or false")
@@ -216,7 +217,7 @@ def _source(name: str, spec: Any, environ: Mapping[str, str], providers: list[st
         )
     known = {"provider", "secrets", "verify", "public_url", "timestamp_tolerance_seconds"}
     options = {key: value for key, value in spec.items() if key not in known}
-    _check_options(provider, options, where)
+    _check_options(provider, {key: value for key, value in options.items() if key not in SOURCE_WIDE_OPTIONS}, where)
     return Source(
         name=name,
         provider=provider,
@@ -226,6 +227,10 @@ def _source(name: str, spec: Any, environ: Mapping[str, str], providers: list[st
         timestamp_tolerance_s=_int(spec, "timestamp_tolerance_seconds", 300),
         options=options,
     )
+
+
+#: Options every source may carry whatever its provider (read by the sweeper and reconciliation).
+SOURCE_WIDE_OPTIONS = frozenset({"stale_after_seconds", "reconcile"})
 
 
 def _check_options(provider: str, options: Mapping[str, Any], where: str) -> None:

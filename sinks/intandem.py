@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 
 from consumer import Consumer, ConsumerOptions, Transition
 from receiver.providers.base import dig, normalized_name, number_or_none
-from receiver.settings import ConfigError, Secret, _secret
+from receiver.settings import ConfigError, Secret, resolve_secret
 from sinks.retry import RetryPolicy, send
 from statemachine.keys import DEFAULT_PREFIX, Keys
 
@@ -174,7 +174,7 @@ class IntandemConfig:
             raise ConfigError(f"{where}.sources must be a list of source names")
         return cls(
             base_url=base_url.rstrip("/"),
-            token=_secret(table.get("token"), environ, f"{where}.token"),
+            token=resolve_secret(table.get("token"), environ, f"{where}.token"),
             **texts,
             uid_paths=tuple(table.get("uid_paths", UID_PATHS)),
             sources=frozenset(sources) if sources is not None else None,

@@ -87,3 +87,10 @@ def test_secrets_never_show_in_reprs() -> None:
     assert "t0ken-value" not in repr(settings)
     assert "previous-token" not in repr(settings)
     assert repr(Secret("abc")) == "Secret('**********')"
+
+
+def test_sweeper_options_are_accepted_on_every_provider() -> None:
+    """Staleness limits belong to every source, including generic ones that check their own options."""
+    text = "[sources.gb]\nprovider = 'goodbox'\nverify = false\nstale_after_seconds = 600\n"
+    settings = Settings.from_toml(text, {}, PROVIDER_NAMES)
+    assert settings.sources["gb"].options["stale_after_seconds"] == 600

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from receiver.reconcile import http
-from receiver.settings import ConfigError, Secret, Source, _secret
+from receiver.settings import ConfigError, Secret, Source, resolve_secret
 from statemachine.states import Trigger
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -115,7 +115,7 @@ class GetCallClient:
         timeout = table.get("timeout_seconds", DEFAULT_TIMEOUT_S)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ConfigError(f"{where}.timeout_seconds must be a positive number")
-        credentials = {name: _secret(table.get(name), environ, f"{where}.{name}") for name in self.credentials}
+        credentials = {name: resolve_secret(table.get(name), environ, f"{where}.{name}") for name in self.credentials}
         return ApiConfig(base_url=base_url.rstrip("/"), credentials=credentials, timeout_s=float(timeout))
 
 
