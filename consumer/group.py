@@ -69,9 +69,9 @@ def default_name() -> str:
 class Consumer:
     """One member ``name`` of consumer group ``group`` reading ``streams``.
 
-    ``streams`` defaults to the single transitions stream of ``keys``; with partitioned streams pass
-    ``[keys.transitions(p) for p in partitions]``. Entries are handled one at a time, in the order
-    Redis hands them out.
+    ``streams`` defaults to every transitions stream of ``keys`` (one per partition); pass a subset to
+    split partitions between processes. Entries of one stream are handled one at a time, in the order
+    Redis hands them out; different streams concurrently (see `run`).
     """
 
     def __init__(
@@ -89,7 +89,7 @@ class Consumer:
         self.keys = keys or Keys()
         self.group = group
         self.deadletter_key = self.keys.consumer_deadletter(group)
-        self.streams = list(streams) if streams is not None else [self.keys.transitions()]
+        self.streams = list(streams) if streams is not None else self.keys.all_transitions()
         if not self.streams:
             raise ValueError("a consumer needs at least one stream")
         self.name = name or default_name()
@@ -114,19 +114,29 @@ class Consumer:
         return self._stopping.is_set()
 
     async def run(self) -> None:
-        """Handle entries until `stop`. Redis outages are waited out; the group is recreated if missing."""
+        """Handle entries until `stop`. Redis outages are waited out; the group is recreated if missing.
+
+        Each stream is served by its own loop: entries of one stream are handled one at a time, in
+        order, while several streams (partitions) are handled concurrently. A single XREADGROUP over
+        several streams would not do: in a Redis Cluster the partitions live in different slots.
+        """
         self._stopping.clear()
+        async with asyncio.TaskGroup() as lanes:
+            for stream in self.streams:
+                lanes.create_task(self._serve(stream))
+
+    async def _serve(self, stream: str) -> None:
         recovered = False
         next_claim = 0.0
         while not self.stopping:
             try:
                 if not recovered:
-                    await self.recover_own()
+                    await self.recover_own([stream])
                     recovered = True
                 if time.monotonic() >= next_claim:
-                    await self.reclaim()
+                    await self.reclaim([stream])
                     next_claim = time.monotonic() + self.options.claim_every_ms / 1000
-                await self.read_new()
+                await self.read_new(stream)
             except UNAVAILABLE_ERRORS as err:
                 log.warning("Redis unavailable (%s); retrying in %d ms", err, self.options.retry_delay_ms)
                 await self._pause(self.options.retry_delay_ms)
@@ -170,19 +180,15 @@ class Consumer:
 
     # -- the three ways an entry reaches the handler -----------------------------------------------
 
-    async def read_new(self) -> int:
-        """Read and handle entries never delivered to the group (blocks up to ``block_ms``)."""
+    async def read_new(self, stream: str) -> int:
+        """Read and handle entries of ``stream`` never delivered to the group (blocks up to ``block_ms``)."""
         reply = await self._with_group(
             lambda: self.redis.xreadgroup(
-                self.group,
-                self.name,
-                dict.fromkeys(self.streams, ">"),
-                count=self.options.count,
-                block=self.options.block_ms,
+                self.group, self.name, {stream: ">"}, count=self.options.count, block=self.options.block_ms
             )
         )
         handled = 0
-        for stream, entries in parse_read(reply):
+        for _stream, entries in parse_read(reply):
             for entry_id, fields in entries:
                 if self.stopping:
                     return handled
@@ -190,10 +196,10 @@ class Consumer:
                 handled += 1
         return handled
 
-    async def recover_own(self) -> int:
+    async def recover_own(self, streams: Sequence[str] | None = None) -> int:
         """Handle the entries already pending under this consumer's name (left by a previous run)."""
         handled = 0
-        for stream in self.streams:
+        for stream in self.streams if streams is None else streams:
             after = "0"
             while not self.stopping:
                 start = after
@@ -209,10 +215,10 @@ class Consumer:
                 after = rows[-1][0]
         return handled
 
-    async def reclaim(self) -> int:
+    async def reclaim(self, streams: Sequence[str] | None = None) -> int:
         """Claim and handle entries other consumers (or this one) left pending over ``claim_idle_ms``."""
         handled = 0
-        for stream in self.streams:
+        for stream in self.streams if streams is None else streams:
             cursor = self._cursors[stream]
             reply = await self._with_group(
                 lambda cursor=cursor, stream=stream: self.redis.xautoclaim(  # type: ignore[misc]

@@ -34,7 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--prefix", default=os.environ.get("CALLSTREAM_PREFIX", DEFAULT_PREFIX))
-    parser.add_argument("--partitions", type=int, default=1, help="number of transitions streams (default 1)")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=1,
+        help="partitions of the transitions stream ([streams] partitions, default 1)",
+    )
     parser.add_argument("--group", default="printer", help="consumer group (default printer)")
     parser.add_argument("--name", help="consumer name, unique in the group (default host-pid)")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
@@ -67,7 +72,7 @@ def line(transition: Transition, as_json: bool) -> str:
 
 async def main(args: argparse.Namespace) -> int:
     redis = Redis.from_url(args.redis_url)
-    keys = Keys(args.prefix)
+    keys = Keys(args.prefix, args.partitions)
 
     async def handle(transition: Transition) -> None:
         if args.delay_ms:
@@ -79,7 +84,6 @@ async def main(args: argparse.Namespace) -> int:
         args.group,
         handle,
         keys=keys,
-        streams=[keys.transitions(partition) for partition in range(args.partitions)],
         name=args.name,
         options=ConsumerOptions(
             claim_idle_ms=args.claim_idle_ms,

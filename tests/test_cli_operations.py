@@ -313,6 +313,25 @@ def test_stats_lengths_lag_and_pending(
     assert f"deadletter {keys.deadletter()}: length 2" in out
 
 
+def test_partitioned_deployment(
+    cli: Run, make_client: Callable[..., TestClient], make_settings: MakeSettings, prefix: str
+) -> None:
+    """With --partitions, calls show finds the call in its partition and stats lists every stream."""
+    client = make_client(make_settings(partitions=4))
+    for request in Scenario.load(FIXTURES / "vobiz" / "answered.json").requests:
+        response = client.post("/webhooks/vobiz", content=request.body, headers={"Content-Type": request.content_type})
+        assert response.status_code == 200
+    code, out, _ = cli("calls", "show", "vobiz", CALL, "--partitions", "4")
+    assert (code, out.splitlines()[1]) == (0, "state     completed   attempt 1   version 3")
+    code, out, _ = cli("stats", "--partitions", "4", "--json")
+    streams = orjson.loads(out)["streams"]
+    assert [s["stream"] for s in streams] == [f"{prefix}:{{{p}}}:transitions" for p in range(4)]
+    assert sum(s["length"] for s in streams) == 3
+    code, _, err = cli("tail", "--partition", "4", "--partitions", "4")
+    assert code == 2
+    assert "--partition must be from 0 to 3" in err
+
+
 def test_stats_on_an_empty_prefix(cli: Run, keys: Keys) -> None:
     code, out, _ = cli("stats")
     assert code == 0

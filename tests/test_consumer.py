@@ -313,3 +313,19 @@ def test_invalid_options_are_refused() -> None:
     """Zero or negative limits are configuration mistakes, refused up front."""
     with pytest.raises(ValueError, match="max_deliveries must be positive"):
         ConsumerOptions(max_deliveries=0)
+
+
+async def test_default_streams_are_every_partition(client: aioredis.Redis, prefix: str) -> None:
+    """With partitioned keys the consumer reads every partition's stream; each call's entries stay in order."""
+    keys = Keys(prefix, 4)
+    store = CallStore(client, keys)
+    calls = [f"call-{number}" for number in range(8)]
+    for call_id in calls:
+        await publish_call(store, call_id)
+    handled: list[Transition] = []
+    consumer = Consumer(client, "billing", handled.append, keys=keys, name="w1", options=FAST)
+    assert consumer.streams == [f"{prefix}:{{{p}}}:transitions" for p in range(4)]
+    await run_until(consumer, lambda: len(handled) == 24)
+    assert len({t.stream for t in handled}) > 1
+    for call_id in calls:
+        assert [t.to_state for t in handled if t.call_id == call_id] == ["ringing", "answered", "completed"]

@@ -12,12 +12,12 @@ import argparse
 import asyncio
 import os
 import sys
-import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from receiver import redis_client
 from receiver.errors import RedisUnavailable
 from receiver.providers import PROVIDERS
 from receiver.settings import ConfigError, Settings
@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prefix", help=f"key prefix (default: the configuration's, else ${PREFIX_ENV}, else {DEFAULT_PREFIX})"
     )
+    parser.add_argument(
+        "--partitions", type=int, help="partitions of the transitions stream (default: the configuration's, else 1)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +70,10 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     settings = Settings.load(args.config, environ, list(PROVIDERS))
     url = args.redis_url or settings.redis_url or DEFAULT_REDIS_URL
     prefix = args.prefix or (settings.key_prefix if settings.from_file else None) or environ.get(PREFIX_ENV)
+    partitions = args.partitions or settings.partitions
     try:
-        keys = Keys(prefix or DEFAULT_PREFIX)
+        redis_client.parse(url)
+        keys = Keys(prefix or DEFAULT_PREFIX, partitions)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     return Target(settings=settings, redis_url=url, keys=keys)
@@ -76,18 +81,12 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
 
 def display_url(url: str) -> str:
     """The URL without its password, for messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    host = parts.hostname or ""
-    netloc = user + (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return redis_client.redacted(url)
 
 
 def connect(url: str) -> Redis:
-    """An asyncio client that gives up quickly when Redis is unreachable."""
-    return Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S * 2)
+    """A client (one server, Sentinel or Cluster) that gives up quickly when Redis is unreachable."""
+    return redis_client.async_client(url, max_connections=8, timeout_s=TIMEOUT_S)
 
 
 def execute(name: str, args: argparse.Namespace, work: Work) -> int:
@@ -103,7 +102,7 @@ def execute(name: str, args: argparse.Namespace, work: Work) -> int:
         try:
             return await work(target, client)
         finally:
-            await client.aclose()
+            await redis_client.close(client)
 
     try:
         return asyncio.run(session())

@@ -21,14 +21,13 @@ LAG_SCAN_LIMIT = 10_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--partitions", type=int, default=1, help="number of transitions streams (default 1)")
     parser.add_argument("--json", action="store_true", help="one JSON document instead of text")
     connection.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     async def work(target: Target, redis: Redis) -> int:
-        document = await collect(redis, target, args.partitions)
+        document = await collect(redis, target)
         print(orjson.dumps(document).decode() if args.json else render(document))
         return 0
 
@@ -44,12 +43,12 @@ def _id_tuple(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-async def collect(redis: Redis, target: Target, partitions: int) -> dict[str, Any]:
+async def collect(redis: Redis, target: Target) -> dict[str, Any]:
     """Everything `stats` shows, as plain data."""
     keys = target.keys
     streams = []
-    for partition in range(partitions):
-        streams.append(await stream_stats(redis, keys.transitions(partition)))
+    for stream in keys.all_transitions():
+        streams.append(await stream_stats(redis, stream))
     group_names = sorted({group["name"] for stream in streams for group in stream["groups"]})
     return {
         "prefix": keys.prefix,

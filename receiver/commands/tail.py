@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import redis
 
+from receiver import redis_client
 from receiver.commands import connection
 from receiver.settings import ConfigError
 from statemachine.states import CallState
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--call", help="only this call id")
     parser.add_argument("--state", choices=STATES, metavar="STATE", help="only entries reaching this state")
     parser.add_argument("--kind", choices=KINDS, help="only transitions or only annotations")
-    parser.add_argument("--partition", type=int, default=0, help="which transitions stream (default 0)")
+    parser.add_argument("--partition", type=int, default=0, help="which partition's transitions stream (default 0)")
     connection.add_arguments(parser)
 
 
@@ -80,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"callstream tail: {err}", file=sys.stderr)
         return connection.EXIT_USAGE
-    client = redis.Redis.from_url(target.redis_url, socket_connect_timeout=connection.TIMEOUT_S)
+    if not 0 <= args.partition < target.keys.partitions:
+        print(f"callstream tail: --partition must be from 0 to {target.keys.partitions - 1}", file=sys.stderr)
+        return connection.EXIT_USAGE
+    # The socket timeout must outlast the XREAD block below.
+    client = redis_client.sync_client(target.redis_url, timeout_s=connection.TIMEOUT_S * 2)
     stream = target.keys.transitions(args.partition)
     last = args.start
     printed = 0
@@ -88,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(COLUMNS, flush=True)
     try:
         while True:
-            block = None if args.no_follow else 5000
+            block = None if args.no_follow else int(connection.TIMEOUT_S * 1000)
             replies: Any = client.xread({stream: last}, count=500, block=block)
             if not replies:
                 if args.no_follow:
