@@ -74,8 +74,9 @@ async def publish(client: aioredis.Redis, keys: Keys, call_id: str, trigger: Tri
 async def drain(consumer: Consumer) -> None:
     """Hand the consumer everything pending or new, then return."""
     await consumer.recover_own()
-    while await consumer.read_new():
-        pass
+    for stream in consumer.streams:
+        while await consumer.read_new(stream):
+            pass
 
 
 def make_consumer(client: aioredis.Redis, keys: Keys, config: IntandemConfig, name: str = "sink-1") -> Consumer:
