@@ -165,25 +165,33 @@ def lean_records() -> None:
 
 
 def configure(
-    stream: IO[str] | None = None, *, json: bool | None = None, environ: Mapping[str, str] | None = None
-) -> logging.Handler:
+    stream: IO[str] | None = None,
+    *,
+    json: bool | None = None,
+    environ: Mapping[str, str] | None = None,
+    force: bool = False,
+) -> logging.Handler | None:
     """Send every log line to ``stream`` (stderr) as JSON or console text; returns the handler installed.
 
-    Replaces the root logger's handlers, so calling it again reconfigures rather than duplicates.
+    Like `logging.basicConfig`, does nothing (and returns None) when the root logger already has handlers
+    (a program embedding callstream, a test runner), unless ``force`` replaces them. The noisy libraries
+    are quietened either way.
     """
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    root = logging.getLogger()
+    if root.handlers and not force:
+        return None
     environ = os.environ if environ is None else environ
     stream = sys.stderr if stream is None else stream
     handler = logging.StreamHandler(stream)
     as_json = use_json(environ, stream) if json is None else json
     handler.setFormatter(JSONFormatter() if as_json else ConsoleFormatter())
     lean_records()
-    root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level_name(environ))
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
     return handler
 
 

@@ -42,7 +42,7 @@ def capture() -> Iterator[Callable[..., io.StringIO]]:
 
     def install(stream: io.StringIO | None = None, **environ: str) -> io.StringIO:
         buffer = stream if stream is not None else io.StringIO()
-        logs.configure(buffer, environ={"CALLSTREAM_LOG_LEVEL": "DEBUG", **environ})
+        logs.configure(buffer, environ={"CALLSTREAM_LOG_LEVEL": "DEBUG", **environ}, force=True)
         return buffer
 
     yield install
@@ -195,6 +195,21 @@ def test_transitions_library_is_silenced(capture: Callable[..., io.StringIO]) ->
     assert decide("ringing", Trigger.ANSWERED).to_state == "answered"
     assert decide("completed", Trigger.RINGING).outcome.value == "late"
     assert [line for line in json_lines(buffer) if line["logger"].startswith("transitions")] == []
+
+
+def test_configure_leaves_existing_logging_alone() -> None:
+    """A program that configured logging itself keeps its handlers; only the noisy libraries are quietened."""
+    root = logging.getLogger()
+    mine = logging.StreamHandler(io.StringIO())
+    saved = list(root.handlers)
+    root.addHandler(mine)
+    try:
+        assert logs.configure(io.StringIO()) is None
+        assert mine in root.handlers
+        assert logging.getLogger("transitions").level == logging.WARNING
+    finally:
+        root.removeHandler(mine)
+    assert root.handlers == saved
 
 
 def test_uvicorn_configuration_routes_everything_through_one_json_handler() -> None:
