@@ -1,11 +1,11 @@
 -- One atomic step for one canonical event: nonce check, dedupe check, decision, state update, stream append.
--- The RULES and TERMINAL tables are generated from the Python machine (statemachine/script.py) and
--- prepended to this file at start-up, so the rules live in one place.
+-- The decision comes from ARGV[15], the machine's decisions for this event's trigger from every state,
+-- generated from the Python machine (statemachine/script.py: decision_row), so the rules live in one place.
 --
 -- KEYS[1] call hash   KEYS[2] transitions stream   KEYS[3] nonce mark (only when ARGV[4] is set)
 -- ARGV: 1 trigger, 2 dedupe key, 3 replay flag, 4 nonce, 5 nonce ttl ms, 6 stream maxlen,
 --       7 active ttl ms, 8 terminal ttl ms, 9 now ms, 10 source, 11 provider, 12 call id,
---       13 label, 14 event json
+--       13 label, 14 event json, 15 decision row (" state=outcome/destination/new attempt/terminal ...")
 local call_key, stream_key = KEYS[1], KEYS[2]
 local trigger, dedupe, replay, nonce = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
@@ -25,17 +25,25 @@ if nonce ~= '' then
   end
 end
 
+-- The dedupe mark is a field of the call's hash. Redis keeps a small hash compact (listpack) only while
+-- every field is at most 64 bytes, so a longer key (MiniVoice's carry the call id and a timestamp) is
+-- stored as a 64-bit digest: the hash of an active call stays a few hundred bytes.
 local mark = 'd:' .. dedupe
+if #mark > 64 then mark = 'd#' .. string.sub(redis.sha1hex(dedupe), 1, 16) end
 if replay ~= '1' and redis.call('HEXISTS', call_key, mark) == 1 then
   return {'duplicate', state, state, attempt, version, ''}
 end
 
-local rule = RULES[trigger][state]
-local outcome, destination = rule[1], rule[2]
+local at = string.find(ARGV[15], ' ' .. state .. '=', 1, true)
+if not at then
+  return redis.error_reply('no decision for trigger ' .. trigger .. ' from state ' .. state)
+end
+local outcome, destination, opens, terminal = string.match(ARGV[15], '^ [%a_]+=([%a_]+)/([%a_]+)/(%d)/(%d)', at)
 local entry = ''
+local fields = {}
 if outcome == 'applied' or outcome == 'annotation' then
   version = version + 1
-  if rule[3] == 1 then attempt = attempt + 1 end
+  if opens == '1' then attempt = attempt + 1 end
   local kind = 'transition'
   if outcome == 'annotation' then kind = 'annotation' end
   entry = redis.call('XADD', stream_key, 'MAXLEN', '~', ARGV[6], '*',
@@ -43,13 +51,19 @@ if outcome == 'applied' or outcome == 'annotation' then
     'from_state', state, 'to_state', destination, 'name', ARGV[13],
     'version', version, 'attempt', attempt, 'replay', replay, 'event', ARGV[14])
   if history then history = history .. ' ' .. entry else history = entry end
-  if outcome == 'applied' then redis.call('HSET', call_key, 'state', destination) end
-  redis.call('HSET', call_key, 'attempt', attempt, 'version', version, 'history', history,
-    'provider', ARGV[11], 'updated_at', ARGV[9])
+  fields = {'attempt', attempt, 'version', version, 'history', history, 'provider', ARGV[11], 'updated_at', ARGV[9]}
+  if outcome == 'applied' then
+    fields[#fields + 1] = 'state'
+    fields[#fields + 1] = destination
+  end
 end
-if dedupe ~= '' then redis.call('HSET', call_key, mark, version) end
-if redis.call('EXISTS', call_key) == 1 then
-  if TERMINAL[destination] then
+if dedupe ~= '' then
+  fields[#fields + 1] = mark
+  fields[#fields + 1] = version
+end
+if #fields > 0 then redis.call('HSET', call_key, unpack(fields)) end
+if #fields > 0 or redis.call('EXISTS', call_key) == 1 then
+  if terminal == '1' then
     redis.call('PEXPIRE', call_key, ARGV[8])
   else
     redis.call('PEXPIRE', call_key, ARGV[7])

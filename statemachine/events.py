@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -37,7 +37,8 @@ class CallEvent:
 
     def to_json(self) -> bytes:
         """The event as compact JSON, as published in stream entries."""
-        return orjson.dumps(asdict(self))
+        # orjson serializes dataclasses natively, with the same output as asdict() at ~1/20 of its cost.
+        return orjson.dumps(self)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> CallEvent:

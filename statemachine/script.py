@@ -1,4 +1,10 @@
-"""The Redis script that applies one event atomically, with its decision table generated from the machine."""
+"""The Redis script that applies one event atomically, and the rows of the machine's decision table it reads.
+
+The script does not embed the whole decision table: a Lua table literal in the script text is rebuilt on
+every call (scripts keep no state between calls), which cost most of the script's time. Instead each call
+carries the one row it can need, the decisions of its own trigger from every state, generated from the
+machine once per trigger (`decision_row`), so the machine stays the single source of truth.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +12,27 @@ from functools import cache
 from importlib.resources import files
 
 from statemachine.machine import decision_table
-from statemachine.states import TERMINAL_STATES
+from statemachine.states import TERMINAL_STATES, Trigger
 
 
-def _lua_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+@cache
+def decision_row(trigger: Trigger) -> str:
+    """The machine's decisions for ``trigger`` as the script reads them.
 
-
-def rules_as_lua() -> str:
-    """The machine's full decision table as a Lua table literal: RULES[trigger][state] = {outcome, dest, new}."""
-    by_trigger: dict[str, list[str]] = {}
-    for (state, trigger), decision in sorted(decision_table().items()):
-        row = (
-            f"[{_lua_string(state)}]={{{_lua_string(decision.outcome.value)},"
-            f"{_lua_string(decision.to_state)},{1 if decision.new_attempt else 0}}}"
-        )
-        by_trigger.setdefault(trigger.value, []).append(row)
-    rules = ",\n".join(
-        f"  [{_lua_string(trigger)}]={{{','.join(rows)}}}" for trigger, rows in sorted(by_trigger.items())
-    )
-    terminal = ",".join(f"[{_lua_string(state.value)}]=true" for state in sorted(TERMINAL_STATES))
-    return f"local RULES = {{\n{rules}\n}}\nlocal TERMINAL = {{{terminal}}}\n"
+    ``" <state>=<outcome>/<destination>/<opens attempt 0|1>/<destination is terminal 0|1> ..."``, one entry
+    per state, each preceded by a space (states and outcomes are ``[a-z_]`` words).
+    """
+    terminal = {state.value for state in TERMINAL_STATES}
+    entries = [
+        f" {state}={decision.outcome.value}/{decision.to_state}/{int(decision.new_attempt)}/"
+        f"{int(decision.to_state in terminal)}"
+        for (state, row_trigger), decision in sorted(decision_table().items())
+        if row_trigger is trigger
+    ]
+    return "".join(entries) + " "
 
 
 @cache
 def apply_step_source() -> str:
-    """Full text of the apply-step script: generated rules followed by the step itself."""
-    body = files("statemachine").joinpath("apply_step.lua").read_text(encoding="utf-8")
-    return rules_as_lua() + body
+    """Full text of the apply-step script."""
+    return files("statemachine").joinpath("apply_step.lua").read_text(encoding="utf-8")

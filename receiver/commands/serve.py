@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown; turning it into SystemExit lets the
     # embedded Redis below be stopped (and its append-only file flushed) before the process exits.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    _report_speedups()
     # Several workers share their metrics through files in one directory, emptied at each start.
     metrics_dir = prepare_multiprocess_dir(args.workers, os.environ)
     try:
@@ -96,3 +97,25 @@ def run(args: argparse.Namespace) -> int:
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:
     sys.exit(0)
+
+
+def _report_speedups() -> None:
+    """Say whether the C speedups are active (uvicorn picks uvloop and httptools when importable); each
+    one missing costs a large share of throughput (see docs/performance.md)."""
+    from importlib.util import find_spec
+
+    from redis.utils import HIREDIS_AVAILABLE
+
+    active = {
+        "uvloop": find_spec("uvloop") is not None,
+        "httptools": find_spec("httptools") is not None,
+        "hiredis": bool(HIREDIS_AVAILABLE),
+    }
+    print("callstream: speedups: " + ", ".join(f"{name} {'on' if on else 'OFF'}" for name, on in active.items()))
+    missing = [name for name, on in active.items() if not on]
+    if missing:
+        print(
+            f"WARNING: {', '.join(missing)} not installed: the receiver runs much slower; "
+            "install callstream with its default dependencies (uvicorn[standard], redis[hiredis])",
+            file=sys.stderr,
+        )

@@ -1,0 +1,153 @@
+"""Processes of a benchmark run: a private redis-server, the two apps under uvicorn, and their CPU and memory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from receiver.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+#: The uvicorn flags both apps run with; only the application differs.
+UVICORN_FLAGS = ("--host", "127.0.0.1", "--no-access-log", "--log-level", "warning", "--loop", "uvloop")
+UVICORN_FLAGS += ("--http", "httptools", "--backlog", "4096", "--timeout-keep-alive", "30")
+
+
+def redis_binary() -> str:
+    """The system redis-server (newer), else the one the embedded mode uses."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    from receiver.embedded import redis_server_binary
+
+    return redis_server_binary()
+
+
+@dataclass
+class Server:
+    """A started process tree, stopped with `stop`."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    name: str
+    log: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def pids(self) -> list[int]:
+        """The process and all its descendants (uvicorn's worker processes)."""
+        found, queue = [], [self.process.pid]
+        while queue:
+            pid = queue.pop()
+            found.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    queue += [int(child) for child in (task / "children").read_text().split()]
+                except OSError:
+                    continue
+        return found
+
+    def workers(self) -> list[int]:
+        """uvicorn worker pids: the children when it forks workers, else the process itself."""
+        pids = self.pids()
+        return [pid for pid in pids[1:] if "spawn_main" in _cmdline(pid)] or pids[:1]
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def start_redis(directory: Path, *, appendonly: bool = False) -> Server:
+    """A private redis-server on a free loopback port; never the shared one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", ""]
+    args += ["--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec", "--daemonize", "no"]
+    args += ["--logfile", str(directory / "redis.log")]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Server(process, port, "redis-aof" if appendonly else "redis")
+    client = redis.Redis(port=port, socket_connect_timeout=0.2)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            server.extra["version"] = str(client.info("server")["redis_version"])
+            break
+        except redis.RedisError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start; see {directory / 'redis.log'}") from None
+            time.sleep(0.05)
+    client.close()
+    return server
+
+
+def start_app(app: str, *, workers: int, redis_url: str, config: Path, log: Path) -> Server:
+    """``app`` is ``yardstick`` or ``receiver``; both run under the same uvicorn flags."""
+    port = free_port()
+    target = ["bench.yardstick_app:app"] if app == "yardstick" else ["receiver.asgi:app", "--factory"]
+    env = {**os.environ, "REDIS_URL": redis_url, "CALLSTREAM_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "uvicorn", *target, "--port", str(port), "--workers", str(workers)]
+    with log.open("ab") as out:
+        process = subprocess.Popen([*command, *UVICORN_FLAGS], cwd=ROOT, env=env, stdout=out, stderr=out)
+    server = Server(process, port, app, log)
+    wait_listening(server, workers)
+    return server
+
+
+def wait_listening(server: Server, workers: int, timeout_s: float = 30.0) -> None:
+    """Wait until the app answers HTTP and, with several workers, until every worker has started."""
+    import http.client
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=1)
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            connection.close()
+            if workers == 1 or len(server.pids()) > workers:
+                time.sleep(0.5 if workers == 1 else 2.0)
+                return
+        except OSError:
+            pass
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{server.name} did not start; see {server.log}")
+        time.sleep(0.1)
