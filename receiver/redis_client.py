@@ -186,8 +186,12 @@ async def close(client: redis.asyncio.Redis) -> None:
     """Close ``client`` and its connections, whichever kind `async_client` returned."""
     if isinstance(client, AsyncRedisCluster):
         await client.aclose()
-    else:
-        await client.aclose(close_connection_pool=True)
+        return
+    await client.aclose(close_connection_pool=True)
+    # A Sentinel-managed client's pool keeps clients of its own to the sentinels: close those too.
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose(close_connection_pool=True)
 
 
 def redacted(url: str) -> str:
