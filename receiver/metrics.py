@@ -128,7 +128,7 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def exposition(self, stream_lengths: Mapping[str, int] | None) -> bytes:
+    def exposition(self, stream_lengths: Mapping[tuple[str, str], int] | None) -> bytes:
         """The Prometheus text format: this app's metrics (or every worker's) and the stream lengths read now."""
         directory = multiprocess_dir(os.environ)
         if directory is None:
@@ -145,15 +145,17 @@ class Metrics:
 
 
 class _StreamLengths:
-    """``callstream_stream_length{stream}``: entries in each Redis stream, as read at scrape time."""
+    """``callstream_stream_length{stream, partition}``: entries in each Redis stream, read at scrape time."""
 
-    def __init__(self, lengths: Mapping[str, int]) -> None:
+    def __init__(self, lengths: Mapping[tuple[str, str], int]) -> None:
         self.lengths = lengths
 
     def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily("callstream_stream_length", "Entries in each Redis stream.", labels=["stream"])
-        for stream, length in self.lengths.items():
-            family.add_metric([stream], length)
+        family = GaugeMetricFamily(
+            "callstream_stream_length", "Entries in each Redis stream.", labels=["stream", "partition"]
+        )
+        for (stream, partition), length in self.lengths.items():
+            family.add_metric([stream, partition], length)
         return [family]
 
 

@@ -91,9 +91,26 @@ def test_counts_match_the_requests_sent(make_client: Callable[..., TestClient], 
     assert value(samples, "callstream_http_requests_total", route=route, method="POST", status="401") == 1.0
     assert value(samples, "callstream_http_request_duration_seconds_count", route=route) == 7.0
     # Two transitions and one annotation were published; one request was dead-lettered.
-    assert value(samples, "callstream_stream_length", stream="transitions") == 3.0
-    assert value(samples, "callstream_stream_length", stream="deadletter") == 1.0
+    assert value(samples, "callstream_stream_length", stream="transitions", partition="0") == 3.0
+    assert value(samples, "callstream_stream_length", stream="deadletter", partition="") == 1.0
     assert value(samples, "callstream_redis_errors_total", operation="apply") is None
+
+
+def test_stream_lengths_cover_every_partition(
+    make_client: Callable[..., TestClient], make_settings: MakeSettings
+) -> None:
+    """With three partitions, each partition's transitions stream is reported; together they hold every entry."""
+    client = make_client(make_settings(partitions=3))
+    for call in range(6):
+        body = f"CallUUID=p-{call}&Event=Ring&CallStatus=ringing"
+        assert client.post("/webhooks/vobiz", content=body, headers=FORM).status_code == 200
+    lengths = {
+        dict(labels)["partition"]: count
+        for (name, labels), count in scrape(client.get("/metrics").text).items()
+        if name == "callstream_stream_length" and ("stream", "transitions") in labels
+    }
+    assert set(lengths) == {"0", "1", "2"}
+    assert sum(lengths.values()) == 6.0
 
 
 def test_unknown_paths_and_methods_cannot_create_series(make_client: Callable[..., TestClient]) -> None:
@@ -145,7 +162,7 @@ def test_redis_outage_is_counted_and_metrics_still_served(make_settings: MakeSet
     assert value(samples, "callstream_redis_errors_total", operation="apply") == 1.0
     assert value(samples, "callstream_redis_errors_total", operation="metrics") == 1.0
     assert value(samples, "callstream_webhook_requests_total", source="vobiz", outcome="unavailable") == 1.0
-    assert value(samples, "callstream_stream_length", stream="transitions") is None
+    assert not [key for key in samples if key[0] == "callstream_stream_length"]
 
 
 @pytest.mark.slow

@@ -2,8 +2,9 @@
 
 Open while no operator token is configured (the default configuration listens on loopback only); once
 one is configured, scrapes must send it as ``Authorization: Bearer <token>``. Stream lengths are read at
-scrape time with one pipelined round trip (one XLEN per stream); when Redis does not answer they are
-left out, the Redis error is counted, and the rest is still served.
+scrape time with one pipelined round trip (one XLEN per stream: each partition's transitions stream and
+the dead-letter stream); when Redis does not answer they are left out, the Redis error is counted, and
+the rest is still served.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from receiver.settings import Settings
 from statemachine.store import UNAVAILABLE_ERRORS
 
 
-async def stream_lengths(pipeline: Pipeline) -> dict[str, int] | None:
-    """Entries in each stream, or None when Redis does not answer."""
+async def stream_lengths(pipeline: Pipeline) -> dict[tuple[str, str], int] | None:
+    """Entries in each stream by (stream, partition), or None when Redis does not answer."""
     keys = pipeline.store.keys
-    streams = {"transitions": keys.transitions(), "deadletter": keys.deadletter()}
+    streams = {("transitions", str(partition)): key for partition, key in enumerate(keys.all_transitions())}
+    streams["deadletter", ""] = keys.deadletter()  # one stream, not partitioned
     try:
         async with pipeline.redis.pipeline(transaction=False) as pipe:
             for key in streams.values():
