@@ -1,7 +1,8 @@
 """The receiver behind Redis Sentinel (1 primary, 1 replica, 3 sentinels), from a redis+sentinel:// URL.
 
 The primary is SIGKILLed under load: requests may get 503 until the sentinels promote the replica, then
-the receiver follows the new primary by itself, and every event answered 2xx is still there.
+the receiver follows the new primary by itself, and every event answered 2xx is still there (but for
+Redis's asynchronous-replication window: the write acknowledged in the instant before the kill).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from receiver.providers import PROVIDERS
 from receiver.scenario import Scenario
 from receiver.settings import Settings
 from statemachine.keys import Keys
-from tests.support.cluster import LocalSentinel
+from tests.support.cluster import LocalSentinel, assert_only_last_before_kill_lost
 from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
@@ -43,8 +44,12 @@ def send(client: TestClient, request: Any) -> tuple[int, dict[str, Any]]:
     return response.status_code, response.json()
 
 
-def test_primary_killed_under_load_loses_no_acknowledged_event(sentinel: LocalSentinel) -> None:
-    """503 until the replica is promoted; then 200 again, and every 2xx'd transition is on the new primary."""
+def test_primary_killed_under_load_keeps_acknowledged_events(sentinel: LocalSentinel) -> None:
+    """503 until the replica is promoted; then 200 again, and every 2xx'd transition is on the new primary.
+
+    Except, possibly, the write acknowledged in the instant before the kill: Redis replicates
+    asynchronously (see `assert_only_last_before_kill_lost`).
+    """
     keys = Keys("sentinel-failover")
     base = Settings.default({}, list(PROVIDERS))
     settings = Settings(sources=base.sources, redis_url=sentinel.url, key_prefix=keys.prefix)
@@ -56,6 +61,7 @@ def test_primary_killed_under_load_loses_no_acknowledged_event(sentinel: LocalSe
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         assert client.get("/readyz").status_code == 200
         killed_at = None
+        acked_before_kill = 0
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             scenario = answered.renamed(f"-s{len(calls)}")
@@ -71,6 +77,7 @@ def test_primary_killed_under_load_loses_no_acknowledged_event(sentinel: LocalSe
             if len(calls) == 20:
                 sentinel.primary.kill()
                 killed_at = len(statuses)
+                acked_before_kill = len(acknowledged)
             if killed_at is not None and len(statuses) - killed_at > 30 and all(s == 200 for s in statuses[-15:]):
                 break
             if killed_at is not None and statuses[-1] != 200:
@@ -88,13 +95,11 @@ def test_primary_killed_under_load_loses_no_acknowledged_event(sentinel: LocalSe
             entry_id.decode(): {k.decode(): v.decode() for k, v in fields.items()}
             for entry_id, fields in promoted.xrange(keys.transitions())
         }
-        for call_id, result in acknowledged:
-            if result["outcome"] == "applied":
-                row = rows[result["entry_id"]]
-                assert (row["call_id"], row["to_state"]) == (call_id, result["to_state"])
+        lost = assert_only_last_before_kill_lost(acknowledged, rows, acked_before_kill)
         for call_id in calls:
             path = [(row["from_state"], row["to_state"]) for row in rows.values() if row["call_id"] == call_id]
-            assert path == ANSWERED_PATH, (call_id, path)
+            # The call whose final transition was the lost acknowledgement ends one step short.
+            assert path == (ANSWERED_PATH[:-1] if call_id in lost else ANSWERED_PATH), (call_id, path)
     finally:
         promoted.close()
 
