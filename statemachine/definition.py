@@ -34,6 +34,9 @@ def build_transitions() -> list[dict[str, Any]]:
             "trigger": Trigger.REDIAL.value,
             "source": [state.value for state in CallState if is_terminal(state)],
             "dest": CallState.CREATED.value,
+            # A provider's original creation delivered late must not pass for a re-dial: only one dated
+            # after the event that ended the attempt opens the next (unknown dates give the benefit of the doubt).
+            "conditions": "dated_after_end",
             "after": "open_attempt",
         }
     )

@@ -30,11 +30,12 @@ class Outcome(StrEnum):
 class _CallModel:
     """The per-event model the machine acts on. Deliberately not a dataclass (see the style notes)."""
 
-    __slots__ = ("attempt_opened", "state")
+    __slots__ = ("attempt_opened", "dated_after_end", "state")
 
-    def __init__(self, state: str) -> None:
+    def __init__(self, state: str, dated_after_end: bool = True) -> None:
         self.state = state
         self.attempt_opened = False
+        self.dated_after_end = dated_after_end
 
     def open_attempt(self, _event: Any) -> None:
         self.attempt_opened = True
@@ -59,13 +60,19 @@ class Decision:
     new_attempt: bool = False
 
 
-def decide(state: str, trigger: Trigger | str) -> Decision:
-    """Decide what ``trigger`` does to a call currently in ``state`` (``UNSEEN`` for an unknown call)."""
+def decide(state: str, trigger: Trigger | str, *, dated_after_end: bool = True) -> Decision:
+    """Decide what ``trigger`` does to a call currently in ``state`` (``UNSEEN`` for an unknown call).
+
+    ``dated_after_end`` says whether the provider dated the event after the event that ended the call's
+    current attempt (True when either date is unknown); only such a re-dial opens a new attempt.
+    """
     trigger = Trigger(trigger)
-    model = _CallModel(state)
+    model = _CallModel(state, dated_after_end)
     try:
-        MACHINE.events[trigger.value].trigger(model)
+        moved = MACHINE.events[trigger.value].trigger(model)
     except MachineError:
+        moved = False
+    if not moved:
         destination = target_state(trigger)
         outcome = Outcome.DUPLICATE if destination is not None and destination == state else Outcome.LATE
         return Decision(outcome, state)
@@ -74,9 +81,13 @@ def decide(state: str, trigger: Trigger | str) -> Decision:
     return Decision(Outcome.APPLIED, model.state, new_attempt=model.attempt_opened)
 
 
-def decision_table() -> dict[tuple[str, Trigger], Decision]:
+def decision_table(*, dated_after_end: bool = True) -> dict[tuple[str, Trigger], Decision]:
     """Every (state, trigger) pair and the machine's decision for it; the Redis script is built from this."""
-    return {(state, trigger): decide(state, trigger) for state in ALL_STATES for trigger in Trigger}
+    return {
+        (state, trigger): decide(state, trigger, dated_after_end=dated_after_end)
+        for state in ALL_STATES
+        for trigger in Trigger
+    }
 
 
 __all__ = ["MACHINE", "UNSEEN", "Decision", "Outcome", "decide", "decision_table"]

@@ -26,13 +26,14 @@ TERMINAL = {"completed", "busy", "no_answer", "canceled", "rejected", "failed"}
 DESTINATIONS = {trigger.value: trigger.value for trigger in Trigger} | {"redial": "created", "annotation": None}
 
 
-def specified(state: str, trigger: str) -> Decision:
+def specified(state: str, trigger: str, dated_after_end: bool = True) -> Decision:
     """What the specification says: forward jumps apply, not-above is late, same state is a duplicate,
-    terminal states absorb everything but a re-dial, annotations never change state."""
+    terminal states absorb everything but a re-dial dated after the attempt ended, annotations never change
+    state."""
     destination = DESTINATIONS[trigger]
     if destination is None:
         return Decision(Outcome.ANNOTATION, state)
-    if trigger == "redial" and state in TERMINAL:
+    if trigger == "redial" and state in TERMINAL and dated_after_end:
         return Decision(Outcome.APPLIED, "created", new_attempt=True)
     if state not in TERMINAL and RANKS[destination] > RANKS[state]:
         return Decision(Outcome.APPLIED, destination)
@@ -45,9 +46,11 @@ PAIRS = [(state, trigger.value) for state in RANKS for trigger in Trigger]
 
 
 @pytest.mark.parametrize(("state", "trigger"), PAIRS, ids=[f"{s}+{t}" for s, t in PAIRS])
-def test_every_state_and_event(state: str, trigger: str) -> None:
-    """The machine's decision for each pair is the specified one."""
-    assert decide(state, trigger) == specified(state, trigger)
+@pytest.mark.parametrize("dated_after_end", [True, False], ids=["dated-after-end", "dated-before-end"])
+def test_every_state_and_event(state: str, trigger: str, dated_after_end: bool) -> None:
+    """The machine's decision for each pair is the specified one, for events dated after the attempt's
+    end (or undated) and for events dated before it."""
+    assert decide(state, trigger, dated_after_end=dated_after_end) == specified(state, trigger, dated_after_end)
 
 
 @pytest.mark.parametrize(
@@ -61,6 +64,7 @@ def test_every_state_and_event(state: str, trigger: str) -> None:
         ("busy", "busy", Decision(Outcome.DUPLICATE, "busy")),
         ("failed", "redial", Decision(Outcome.APPLIED, "created", new_attempt=True)),
         ("ringing", "redial", Decision(Outcome.LATE, "ringing")),
+        ("failed", "created", Decision(Outcome.LATE, "failed")),
         ("completed", "created", Decision(Outcome.LATE, "completed")),  # only a re-dial reopens a call
         ("completed", "annotation", Decision(Outcome.ANNOTATION, "completed")),
         ("new", "annotation", Decision(Outcome.ANNOTATION, "new")),
@@ -79,6 +83,11 @@ def test_machine_keeps_no_reference_to_calls() -> None:
         decide("ringing", "answered")
     assert model.state == "answered"
     assert MACHINE.models == []
+
+
+def test_creation_dated_before_the_end_does_not_reopen() -> None:
+    """The original call.created delivered after the call failed is late, not a new attempt."""
+    assert decide("failed", "redial", dated_after_end=False) == Decision(Outcome.LATE, "failed")
 
 
 def test_unknown_trigger_is_refused() -> None:
