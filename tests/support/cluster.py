@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from receiver.embedded import free_port, redis_server_binary
+from receiver.embedded import free_port, redis_server_binary, server_args, start_server, stop_process
 from tests.support.processes import wait_until
 
 NODE_TIMEOUT_MS = 1000
@@ -75,25 +75,8 @@ class Node:
 
     def start(self) -> Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            redis_server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir),
-            "--save", "",
-            "--appendonly", "yes",
-            "--appendfsync", "always",
-            "--logfile", str(self.data_dir / "redis.log"),
-            *self.extra_args,
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        client = self.client()
-        try:
-            wait_until(client.ping, 10, f"redis-server on port {self.port} answering PING")
-        finally:
-            client.close()
+        args = [*server_args(self.port, self.data_dir, appendfsync="always"), *self.extra_args]
+        self.process = start_server(args, self.client(), own_session=True, what=f"redis-server on port {self.port}")
         return self
 
     def running(self) -> bool:
@@ -107,14 +90,7 @@ class Node:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.running():
-            assert self.process is not None
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 class LocalCluster:
@@ -239,15 +215,12 @@ class LocalSentinel:
         return self
 
     def _start_sentinel(self, node: Node, config: Path) -> None:
-        node.process = subprocess.Popen(
+        node.process = start_server(
             [redis_server_binary(), str(config), "--sentinel"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        client = node.client()
-        try:
-            wait_until(client.ping, 10, f"sentinel on port {node.port} answering PING")
-        finally:
-            client.close()
+            node.client(),
+            own_session=True,
+            what=f"sentinel on port {node.port}",
+        )
 
     def _replica_in_sync(self) -> bool:
         client = self.replica.client()

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from receiver.embedded import free_port, redis_server_binary
+from receiver.embedded import free_port, server_args, start_server, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,24 +55,8 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            redis_server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", self.appendfsync,
-            "--logfile", str(self.data_dir / "redis.log"),
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        client = self.client()
-        try:
-            wait_until(client.ping, 10, f"redis-server on port {self.port} answering PING")
-        finally:
-            client.close()
+        args = server_args(self.port, self.data_dir, appendonly=self.appendonly, appendfsync=self.appendfsync)
+        self.process = start_server(args, self.client(), own_session=True, what=f"redis-server on port {self.port}")
         return self
 
     def __enter__(self) -> RedisServer:
@@ -89,13 +73,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM: a clean shutdown."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 def receiver_config(prefix: str, *, redis_timeout_s: float = 2.0, extra: str = "") -> str:
