@@ -33,6 +33,34 @@ def nesting_exceeds(document: Any, limit: int) -> bool:
     return False
 
 
+MAX_FORM_FIELDS = 1000
+
+
+def parse_form(text: str) -> list[tuple[str, str]]:
+    """Form fields in order, as ``urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=True,
+    errors="strict", max_num_fields=MAX_FORM_FIELDS)`` parses them (an empty body has no fields), at about
+    half its cost: fields without ``%`` or ``+`` (most of a provider's) skip the unquoting calls.
+
+    Raises ValueError for a field without ``=`` or too many fields, UnicodeDecodeError for percent-escapes
+    that are not UTF-8, with parse_qsl's messages.
+    """
+    if not text:
+        return []
+    if text.count("&") >= MAX_FORM_FIELDS:
+        raise ValueError("Max number of fields exceeded")
+    unquote = urllib.parse.unquote
+    pairs = []
+    for field in text.split("&"):
+        name, equals, value = field.partition("=")
+        if not equals:
+            raise ValueError(f"bad query field: {field!r}")
+        if "%" in field or "+" in field:
+            name = unquote(name.replace("+", " "), errors="strict")
+            value = unquote(value.replace("+", " "), errors="strict")
+        pairs.append((name, value))
+    return pairs
+
+
 class Delivery:
     """A request to ``POST /webhooks/<source>``. Header names are lower-case.
 
@@ -69,10 +97,7 @@ class Delivery:
         """The body as form fields in order, repeated names kept."""
         if self._form is None:
             try:
-                text = self.body.decode("utf-8")
-                self._form = urllib.parse.parse_qsl(
-                    text, keep_blank_values=True, strict_parsing=bool(text), errors="strict", max_num_fields=1000
-                )
+                self._form = parse_form(self.body.decode("utf-8"))
             except UnicodeDecodeError as err:
                 raise PayloadError(f"form body is not valid UTF-8 at byte {err.start}") from err
             except ValueError as err:
@@ -95,7 +120,9 @@ class Delivery:
                 raise PayloadError(f"malformed JSON body: {err}") from err
             if not isinstance(document, dict):
                 raise PayloadError(f"JSON body must be an object, got {type(document).__name__}")
-            if nesting_exceeds(document, MAX_JSON_DEPTH):
+            # Nesting depth cannot exceed the number of brackets: counting them (in C) spares most bodies the walk.
+            brackets = self.body.count(b"{") + self.body.count(b"[")
+            if brackets > MAX_JSON_DEPTH and nesting_exceeds(document, MAX_JSON_DEPTH):
                 raise PayloadError(f"JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
             self._json = document
         return self._json
