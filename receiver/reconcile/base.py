@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from receiver.providers.base import normalized_name
 from receiver.reconcile import http
 from receiver.settings import ConfigError, Secret, Source, resolve_secret
 from statemachine.states import Trigger
@@ -133,6 +134,34 @@ def document_of(answer: Any, *wrappers: str) -> dict[str, Any]:
         if isinstance(inner, dict):
             return inner
     return answer
+
+
+def mapped_status(provider: str, value: Any, table: Mapping[str, Trigger]) -> tuple[str, Trigger]:
+    """A provider's status, normalized, and its canonical trigger from ``table``.
+
+    Raises `UnusableAnswer` naming the status when the table has no meaning for it.
+    """
+    status = normalized_name(str(value or ""))
+    trigger = table.get(status)
+    if trigger is None:
+        raise UnusableAnswer(f"{provider} status {value or '(none)'!r} has no canonical meaning")
+    return status, trigger
+
+
+def finding(
+    trigger: Trigger,
+    status: str,
+    raw: dict[str, Any],
+    extras: Mapping[str, Any],
+    absent: tuple[Any, ...] = (None,),
+) -> Finding:
+    """A `Finding` keeping only the extras the answer had a value for (not one of ``absent``)."""
+    return Finding(
+        trigger=trigger,
+        status=status,
+        extras={key: value for key, value in extras.items() if value not in absent},
+        raw=raw,
+    )
 
 
 async def ask(client: GetCallClient, config: ApiConfig, call_id: str) -> Finding:

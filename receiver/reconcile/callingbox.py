@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.providers import callingbox
-from receiver.providers.base import iso_utc, normalized_name, text_or_none
+from receiver.providers.base import iso_utc, text_or_none
 from receiver.reconcile.base import (
     ApiConfig,
     ApiRequest,
     Finding,
     GetCallClient,
-    UnusableAnswer,
     document_of,
+    finding,
+    mapped_status,
     segment,
 )
 from statemachine.states import Trigger
@@ -26,6 +27,12 @@ from statemachine.states import Trigger
 STATUS_ALIASES: dict[str, Trigger] = {
     "initiated": Trigger.DIALING,
     "in_progress": callingbox.EVENTS["call.answered"],
+}
+
+#: Call status → trigger: each event's status (``call.<status>``), then the aliases.
+STATUSES: dict[str, Trigger] = {
+    **{event.removeprefix("call."): trigger for event, trigger in callingbox.EVENTS.items()},
+    **STATUS_ALIASES,
 }
 
 
@@ -38,28 +45,17 @@ def build(config: ApiConfig, call_id: str) -> ApiRequest:
 
 def interpret(answer: Any) -> Finding:
     call = document_of(answer)
-    status = normalized_name(str(call.get("status") or ""))
-    trigger = callingbox.EVENTS.get(f"call.{status}") or STATUS_ALIASES.get(status)
-    if trigger is None:
-        raise UnusableAnswer(f"CallingBox status {call.get('status')!r} has no canonical meaning")
-    return Finding(
-        trigger=trigger,
-        status=status,
-        extras={
-            key: value
-            for key, value in {
-                "answered_at": iso_utc(call.get("answered_at")),
-                "ended_at": iso_utc(call.get("ended_at")),
-                "duration_s": call.get("duration_seconds"),
-                "billed_duration_s": call.get("billed_duration_seconds"),
-                "billing_amount_milli_cents": call.get("billing_amount_milli_cents"),
-                "hangup_cause": text_or_none(call.get("hangup_cause")),
-                "error_code": text_or_none(call.get("error_code")),
-            }.items()
-            if value is not None
-        },
-        raw=call,
-    )
+    status, trigger = mapped_status("CallingBox", call.get("status"), STATUSES)
+    extras = {
+        "answered_at": iso_utc(call.get("answered_at")),
+        "ended_at": iso_utc(call.get("ended_at")),
+        "duration_s": call.get("duration_seconds"),
+        "billed_duration_s": call.get("billed_duration_seconds"),
+        "billing_amount_milli_cents": call.get("billing_amount_milli_cents"),
+        "hangup_cause": text_or_none(call.get("hangup_cause")),
+        "error_code": text_or_none(call.get("error_code")),
+    }
+    return finding(trigger, status, call, extras)
 
 
 CLIENT = GetCallClient(

@@ -14,9 +14,9 @@ import urllib.parse
 from typing import Any
 
 from receiver.providers import goodbox
-from receiver.providers.base import dig, normalized_name, text_or_none
+from receiver.providers.base import dig, text_or_none
 from receiver.providers.generic import load_config
-from receiver.reconcile.base import ApiConfig, ApiRequest, Finding, GetCallClient, UnusableAnswer, document_of
+from receiver.reconcile.base import ApiConfig, ApiRequest, Finding, GetCallClient, document_of, finding, mapped_status
 
 PRESET = load_config({}, goodbox.NAME, goodbox.PRESET)
 
@@ -31,17 +31,11 @@ def build(config: ApiConfig, call_id: str) -> ApiRequest:
 def interpret(answer: Any) -> Finding:
     document = document_of(answer)
     status_path = PRESET.paths["status"]
-    status = normalized_name(text_or_none(dig(document, status_path) if status_path else None) or "")
-    trigger = PRESET.statuses.get(status)
-    if trigger is None:
-        raise UnusableAnswer(f"Goodbox status {status or '(none)'!r} has no canonical meaning")
-    extras = {name: dig(document, path) for name, path in PRESET.extras.items()}
-    return Finding(
-        trigger=trigger,
-        status=status,
-        extras={key: value for key, value in extras.items() if value not in (None, "", {})},
-        raw=document,
+    status, trigger = mapped_status(
+        "Goodbox", text_or_none(dig(document, status_path) if status_path else None), PRESET.statuses
     )
+    extras = {name: dig(document, path) for name, path in PRESET.extras.items()}
+    return finding(trigger, status, document, extras, absent=(None, "", {}))
 
 
 CLIENT = GetCallClient(

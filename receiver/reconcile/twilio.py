@@ -17,8 +17,9 @@ from receiver.reconcile.base import (
     ApiRequest,
     Finding,
     GetCallClient,
-    UnusableAnswer,
     document_of,
+    finding,
+    mapped_status,
     segment,
 )
 
@@ -34,10 +35,7 @@ def build(config: ApiConfig, call_id: str) -> ApiRequest:
 
 def interpret(answer: Any) -> Finding:
     call = document_of(answer)
-    status = normalized_name(str(call.get("status") or ""))
-    trigger = twilio_family.CALL_STATUSES.get(status)
-    if trigger is None:
-        raise UnusableAnswer(f"Twilio status {call.get('status')!r} has no canonical meaning")
+    status, trigger = mapped_status("Twilio", call.get("status"), twilio_family.CALL_STATUSES)
     answered_by = text_or_none(call.get("answered_by"))
     extras = {
         "duration_s": number_or_none(call.get("duration")),
@@ -47,12 +45,7 @@ def interpret(answer: Any) -> Finding:
         "end_time": twilio_family.timestamp_utc(call.get("end_time")),
         "answered_by": twilio_family.ANSWERED_BY.get(normalized_name(answered_by), "unknown") if answered_by else None,
     }
-    return Finding(
-        trigger=trigger,
-        status=status,
-        extras={key: value for key, value in extras.items() if value is not None},
-        raw=call,
-    )
+    return finding(trigger, status, call, extras)
 
 
 CLIENT = GetCallClient(

@@ -14,7 +14,7 @@ from typing import Any
 
 from receiver.providers import plivo_family, vobiz
 from receiver.providers.base import iso_utc, normalized_name, number_or_none, text_or_none
-from receiver.reconcile.base import ApiConfig, ApiRequest, Finding, GetCallClient, document_of, segment
+from receiver.reconcile.base import ApiConfig, ApiRequest, Finding, GetCallClient, document_of, finding, segment
 
 
 def build(config: ApiConfig, call_id: str) -> ApiRequest:
@@ -45,12 +45,7 @@ def interpret(answer: Any) -> Finding:
         "ended_at": iso_utc(cdr.get("end_time")),
         "hangup_cause": text_or_none(hangup_fields["HangupCause"]),
     }
-    return Finding(
-        trigger=trigger,
-        status=status,
-        extras={key: value for key, value in extras.items() if value is not None},
-        raw=cdr,
-    )
+    return finding(trigger, status, cdr, extras)
 
 
 CLIENT = GetCallClient(
