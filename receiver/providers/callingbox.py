@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.delivery import JSON, Delivery
-from receiver.errors import SignatureError, UnknownEvent
+from receiver.errors import UnknownEvent
 from receiver.providers.base import (
     OutgoingRequest,
     ProviderAdapter,
@@ -28,7 +28,7 @@ from receiver.providers.base import (
     unix_utc,
 )
 from receiver.signatures import timestamped_hmac
-from receiver.signatures.common import check_timestamp, required_header, secrets_of
+from receiver.signatures.common import secrets_of
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
@@ -36,6 +36,7 @@ NAME = "callingbox"
 SIGNATURE_HEADER = "CallingBox-Signature"
 EVENT_ID_HEADER = "CallingBox-Event-Id"
 EVENT_TYPE_HEADER = "CallingBox-Event-Type"
+SIGNATURE_FORMAT = "t,v1"
 
 EVENTS: dict[str, Trigger] = {
     "call.queued": Trigger.QUEUED,
@@ -94,25 +95,23 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
 
 def verify(delivery: Delivery, now: float) -> str | None:
     """``t=`` within tolerance and any ``v1=`` matching HMAC(``t.body``) under any configured secret."""
-    header_value = required_header(delivery.headers, SIGNATURE_HEADER)
-    timestamp = timestamped_hmac.t_value(header_value)
-    if timestamp is None:
-        raise SignatureError(f"{SIGNATURE_HEADER} has no t= timestamp", header=SIGNATURE_HEADER)
-    check_timestamp(timestamp, now, delivery.source.timestamp_tolerance_s, SIGNATURE_HEADER)
-    timestamped_hmac.verify(
-        secrets_of(delivery.source.secrets),
-        timestamp,
+    timestamped_hmac.verify_headers(
+        delivery.headers,
         delivery.body,
-        timestamped_hmac.v1_values(header_value),
-        SIGNATURE_HEADER,
+        secrets_of(delivery.source.secrets),
+        now,
+        delivery.source.timestamp_tolerance_s,
+        header=SIGNATURE_HEADER,
+        value_format=SIGNATURE_FORMAT,
     )
     return None
 
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
     """The signature header as CallingBox sends it."""
-    timestamp = str(int(now))
-    return {SIGNATURE_HEADER: f"t={timestamp},v1={timestamped_hmac.signature(secret, timestamp, request.body)}"}
+    return timestamped_hmac.sign_headers(
+        secret, request.body, now, header=SIGNATURE_HEADER, value_format=SIGNATURE_FORMAT
+    )
 
 
 ADAPTER = ProviderAdapter(name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(JSON,))

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from receiver.delivery import JSON, Delivery
-from receiver.errors import SignatureError, UnknownEvent
+from receiver.errors import UnknownEvent
 from receiver.providers.base import (
     OutgoingRequest,
     ProviderAdapter,
@@ -50,7 +50,7 @@ from receiver.providers.base import (
 )
 from receiver.settings import ConfigError, Source
 from receiver.signatures import jwt_hs256, shared_secret, timestamped_hmac
-from receiver.signatures.common import check_timestamp, required_header, secrets_of
+from receiver.signatures.common import required_header, secrets_of
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
@@ -69,7 +69,7 @@ DEFAULT_HEADERS: dict[str, str] = {
     JWT_HS256: "Authorization",
 }
 DEFAULT_TIMESTAMP_HEADER = "X-Callstream-Timestamp"
-SIGNATURE_FORMATS = ("v1", "t,v1", "hex")
+SIGNATURE_FORMATS = timestamped_hmac.FORMATS
 
 #: Option → default dotted path (None: not read unless configured).
 PATHS: dict[str, str | None] = {
@@ -243,17 +243,16 @@ def _verify_shared_secret(delivery: Delivery, now: float, signature: SignatureCo
 
 
 def _verify_hmac(delivery: Delivery, now: float, signature: SignatureConfig) -> str | None:
-    header_value = required_header(delivery.headers, signature.header)
-    if signature.value_format == "t,v1":
-        timestamp, timestamp_header = timestamped_hmac.t_value(header_value), signature.header
-        if timestamp is None:
-            raise SignatureError(f"{signature.header} has no t= timestamp", header=signature.header)
-    else:
-        timestamp_header = str(signature.timestamp_header)
-        timestamp = required_header(delivery.headers, timestamp_header)
-    check_timestamp(timestamp, now, delivery.source.timestamp_tolerance_s, timestamp_header)
-    provided = [header_value.strip()] if signature.value_format == "hex" else timestamped_hmac.v1_values(header_value)
-    timestamped_hmac.verify(secrets_of(delivery.source.secrets), timestamp, delivery.body, provided, signature.header)
+    timestamped_hmac.verify_headers(
+        delivery.headers,
+        delivery.body,
+        secrets_of(delivery.source.secrets),
+        now,
+        delivery.source.timestamp_tolerance_s,
+        header=signature.header,
+        timestamp_header=signature.timestamp_header,
+        value_format=signature.value_format,
+    )
     return None
 
 
@@ -289,12 +288,14 @@ def _sign_shared(signature: SignatureConfig, request: OutgoingRequest, secret: s
 
 
 def _sign_hmac(signature: SignatureConfig, request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
-    timestamp = str(int(now))
-    digest = timestamped_hmac.signature(secret, timestamp, request.body)
-    if signature.value_format == "t,v1":
-        return {signature.header: f"t={timestamp},v1={digest}"}
-    value = digest if signature.value_format == "hex" else f"v1={digest}"
-    return {signature.header: value, str(signature.timestamp_header): timestamp}
+    return timestamped_hmac.sign_headers(
+        secret,
+        request.body,
+        now,
+        header=signature.header,
+        timestamp_header=signature.timestamp_header,
+        value_format=signature.value_format,
+    )
 
 
 def _sign_jwt(signature: SignatureConfig, request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:

@@ -23,7 +23,7 @@ from receiver.providers.base import (
     text_or_none,
 )
 from receiver.signatures import timestamped_hmac
-from receiver.signatures.common import check_timestamp, required_header, secrets_of
+from receiver.signatures.common import secrets_of
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
@@ -96,25 +96,22 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
 
 def verify(delivery: Delivery, now: float) -> str | None:
     """``v1=`` HMAC over ``timestamp.body`` with any configured secret, timestamp within tolerance."""
-    signature = required_header(delivery.headers, SIGNATURE_HEADER)
-    timestamp = required_header(delivery.headers, TIMESTAMP_HEADER)
-    check_timestamp(timestamp, now, delivery.source.timestamp_tolerance_s, TIMESTAMP_HEADER)
-    timestamped_hmac.verify(
-        secrets_of(delivery.source.secrets),
-        timestamp,
+    timestamped_hmac.verify_headers(
+        delivery.headers,
         delivery.body,
-        timestamped_hmac.v1_values(signature),
-        SIGNATURE_HEADER,
+        secrets_of(delivery.source.secrets),
+        now,
+        delivery.source.timestamp_tolerance_s,
+        header=SIGNATURE_HEADER,
+        timestamp_header=TIMESTAMP_HEADER,
     )
     return None
 
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
-    timestamp = str(int(now))
-    return {
-        SIGNATURE_HEADER: "v1=" + timestamped_hmac.signature(secret, timestamp, request.body),
-        TIMESTAMP_HEADER: timestamp,
-    }
+    return timestamped_hmac.sign_headers(
+        secret, request.body, now, header=SIGNATURE_HEADER, timestamp_header=TIMESTAMP_HEADER
+    )
 
 
 ADAPTER = ProviderAdapter(name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(JSON,))

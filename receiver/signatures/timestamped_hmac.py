@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from receiver.errors import SignatureError
-from receiver.signatures.common import matches_any
+from receiver.signatures.common import check_timestamp, matches_any, required_header
+
+#: How the signature header carries the digest: ``v1=<hex>`` (MiniVoice), ``t=<unix>,v1=<hex>`` with the
+#: timestamp inside (CallingBox), or the bare hex; all but ``t,v1`` send the timestamp in its own header.
+FORMATS = ("v1", "t,v1", "hex")
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -42,3 +46,44 @@ def t_value(header_value: str) -> str | None:
         if name == "t" and value:
             return value
     return None
+
+
+def verify_headers(
+    headers: Mapping[str, str],
+    body: bytes,
+    secrets: Sequence[str],
+    now: float,
+    tolerance_s: int,
+    *,
+    header: str,
+    timestamp_header: str | None = None,
+    value_format: str = "v1",
+) -> None:
+    """A request's signature (``header``, in ``value_format``) and timestamp checked against ``secrets``.
+
+    The timestamp is the ``t=`` of ``header`` in the ``t,v1`` format, else ``timestamp_header``'s value;
+    it must be within ``tolerance_s`` of ``now``. Errors name the header at fault.
+    """
+    header_value = required_header(headers, header)
+    if value_format == "t,v1":
+        timestamp, timestamp_header = t_value(header_value), header
+        if timestamp is None:
+            raise SignatureError(f"{header} has no t= timestamp", header=header)
+    else:
+        timestamp_header = str(timestamp_header)
+        timestamp = required_header(headers, timestamp_header)
+    check_timestamp(timestamp, now, tolerance_s, timestamp_header)
+    provided = [header_value.strip()] if value_format == "hex" else v1_values(header_value)
+    verify(secrets, timestamp, body, provided, header)
+
+
+def sign_headers(
+    secret: str, body: bytes, now: float, *, header: str, timestamp_header: str | None = None, value_format: str = "v1"
+) -> dict[str, str]:
+    """The headers a sender signing ``body`` at ``now`` sends, in the layout `verify_headers` reads."""
+    timestamp = str(int(now))
+    digest = signature(secret, timestamp, body)
+    if value_format == "t,v1":
+        return {header: f"t={timestamp},v1={digest}"}
+    value = digest if value_format == "hex" else f"v1={digest}"
+    return {header: value, str(timestamp_header): timestamp}
