@@ -7,22 +7,11 @@ that defines ``ADAPTER`` is registered here.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from receiver.discovery import discover
 from receiver.providers.base import OutgoingRequest, ProviderAdapter
 
-
-def _discover() -> dict[str, ProviderAdapter]:
-    adapters: dict[str, ProviderAdapter] = {}
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        adapter = getattr(module, "ADAPTER", None)
-        if isinstance(adapter, ProviderAdapter):
-            adapters[adapter.name] = adapter
-    return adapters
-
-
-PROVIDERS: dict[str, ProviderAdapter] = _discover()
+PROVIDERS: dict[str, ProviderAdapter] = discover(
+    __name__, __path__, "ADAPTER", ProviderAdapter, lambda adapter: adapter.name
+)
 
 __all__ = ["PROVIDERS", "OutgoingRequest", "ProviderAdapter"]

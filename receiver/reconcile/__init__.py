@@ -6,9 +6,7 @@ registered here by discovery, keyed by provider name (the same names as `receive
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from receiver.discovery import discover
 from receiver.reconcile.base import (
     ApiConfig,
     CallNotFound,
@@ -20,18 +18,9 @@ from receiver.reconcile.base import (
     ask,
 )
 
-
-def _discover() -> dict[str, GetCallClient]:
-    clients: dict[str, GetCallClient] = {}
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        client = getattr(module, "CLIENT", None)
-        if isinstance(client, GetCallClient):
-            clients[client.provider] = client
-    return clients
-
-
-CLIENTS: dict[str, GetCallClient] = _discover()
+CLIENTS: dict[str, GetCallClient] = discover(
+    __name__, __path__, "CLIENT", GetCallClient, lambda client: client.provider
+)
 
 __all__ = [
     "CLIENTS",
