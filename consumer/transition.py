@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from statemachine.events import CallEvent
-from statemachine.states import Trigger
 from statemachine.store import entry_fields
-
-#: Field names of `CallEvent`; keys an entry's event carries beyond these (written by a newer
-#: receiver) are ignored, so an older consumer keeps working.
-_EVENT_FIELDS = frozenset(field.name for field in dataclasses.fields(CallEvent))
 
 
 class UndecodableEntry(ValueError):
@@ -51,13 +45,7 @@ class Transition:
         """
         try:
             entry = entry_fields(fields)
-            document = entry["event"]
-            event = CallEvent(
-                **{
-                    **{name: value for name, value in document.items() if name in _EVENT_FIELDS},
-                    "event": Trigger(document["event"]),
-                }
-            )
+            event = CallEvent.from_dict(entry["event"])
             return cls(
                 stream=stream,
                 entry_id=entry_id,

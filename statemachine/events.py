@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -43,6 +44,18 @@ class CallEvent:
     @classmethod
     def from_json(cls, data: bytes | str) -> CallEvent:
         """Rebuild an event from `to_json` output."""
-        fields = orjson.loads(data)
-        fields["event"] = Trigger(fields["event"])
-        return cls(**fields)
+        return cls.from_dict(orjson.loads(data))
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> CallEvent:
+        """Rebuild an event from its decoded JSON.
+
+        Keys that are not fields of this class (added by a newer receiver) are ignored, so an older consumer
+        keeps working. KeyError without ``event``, TypeError without another required field, ValueError
+        for an ``event`` that is not a `Trigger`.
+        """
+        known = {name: value for name, value in document.items() if name in _FIELD_NAMES}
+        return cls(**{**known, "event": Trigger(document["event"])})
+
+
+_FIELD_NAMES = frozenset(field.name for field in fields(CallEvent))
