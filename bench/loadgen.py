@@ -82,7 +82,16 @@ def run(
     """Flush the private Redis, then load ``app`` for ``duration`` seconds with one wrk thread."""
     flush(redis_server)
     script = script_for(pool, rate, track, directory)
-    command = [check_wrk(), "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(script)]
+    command = [
+        check_wrk(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+    ]
     command.append(f"http://127.0.0.1:{app.port}/")
     window: dict[str, float] = {}
 
