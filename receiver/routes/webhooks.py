@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 
 from starlette.requests import Request
@@ -11,6 +10,7 @@ from starlette.routing import Route
 
 from receiver.delivery import Delivery
 from receiver.errors import BodyTooLarge, UnknownSource
+from receiver.operator import token_matches
 from receiver.pipeline import Pipeline
 from receiver.responses import JSONResponse
 from receiver.settings import Settings, Source
@@ -53,7 +53,7 @@ def is_operator_replay(settings: Settings, headers: dict[str, str], source: Sour
     if not value:
         return False
     if settings.operator_token is not None:
-        return hmac.compare_digest(value.encode(), settings.operator_token.reveal().encode())
+        return token_matches(settings, value)
     return not source.verify
 
 
