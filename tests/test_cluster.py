@@ -10,11 +10,9 @@ every call exactly once.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.cluster import RedisCluster
@@ -25,7 +23,7 @@ from receiver.providers import PROVIDERS
 from receiver.scenario import Scenario
 from receiver.settings import Secret, Settings
 from statemachine.keys import Keys
-from tests.support.cluster import LocalCluster, assert_only_last_before_kill_lost
+from tests.support.cluster import LocalCluster, assert_only_last_before_kill_lost, run_failover_load
 from tests.support.histories import SCENARIO_PATHS
 
 pytestmark = pytest.mark.slow
@@ -115,12 +113,6 @@ def test_call_lookup_on_the_cluster(cluster: LocalCluster) -> None:
     assert [(h["from_state"], h["to_state"]) for h in body["history"]] == ANSWERED_PATH
 
 
-def send(client: TestClient, request: Any) -> tuple[int, dict[str, Any]]:
-    headers = request.signed_headers("vobiz", BASE_URL + request.path, None)
-    response = client.post(request.path, content=request.body, headers=headers)
-    return response.status_code, response.json()
-
-
 def test_primary_killed_under_load_keeps_acknowledged_events(cluster: LocalCluster, assertions: RedisCluster) -> None:
     """503 while the replica takes over is fine; every 2xx'd transition is there after failover, once.
 
@@ -130,49 +122,19 @@ def test_primary_killed_under_load_keeps_acknowledged_events(cluster: LocalClust
     keys = Keys("cluster-failover", PARTITIONS)
     answered = Scenario.load(Path(__file__).parents[1] / "fixtures" / "vobiz" / "answered.json")
     victim = cluster.node_serving(keys.transitions(0))
-    acknowledged: list[tuple[str, dict[str, Any]]] = []
-    refused: list[Any] = []
-    statuses: list[int] = []
-    calls: list[str] = []
     with TestClient(create_app(settings_for(cluster, keys.prefix)), raise_server_exceptions=False) as client:
-        killed_at = None
-        acked_before_kill = 0
-        deadline = time.monotonic() + 40
-        number = 0
         # Keep calls coming until the victim is dead and partition 0 has taken 2xx again for a while.
-        while time.monotonic() < deadline:
-            scenario = answered.renamed(f"-f{number}")
-            calls.append(scenario.call_ids[0])
-            number += 1
-            for request in scenario.requests:
-                status, body = send(client, request)
-                statuses.append(status)
-                if status == 200:
-                    acknowledged.extend((scenario.call_ids[0], result) for result in body["results"])
-                else:
-                    assert status == 503, body
-                    assert body["error"]["code"] == "redis_unavailable"
-                    refused.append(request)
-            if number == 20:
-                victim.kill()
-                killed_at = len(statuses)
-                acked_before_kill = len(acknowledged)
-            if killed_at is not None and len(statuses) - killed_at > 60 and all(s == 200 for s in statuses[-30:]):
-                break
-        assert killed_at is not None
-        assert all(s == 200 for s in statuses[-30:]), "the cluster did not recover within 40 s"
-        # The provider retries what was refused; every retry now lands.
-        for request in refused:
-            status, body = send(client, request)
-            assert status == 200, body
+        load = run_failover_load(
+            client, answered, victim.kill, suffix="-f", timeout_s=40, recovered_after=60, window=30
+        )
     streams = entries_of(assertions, keys)
     by_id = {row["id"]: row for rows in streams.values() for row in rows}
-    lost = assert_only_last_before_kill_lost(acknowledged, by_id, acked_before_kill)
-    for call_id in calls:
+    lost = assert_only_last_before_kill_lost(load.acknowledged, by_id, load.acked_before_kill)
+    for call_id in load.calls:
         rows = streams[keys.partition_of("vobiz", call_id)]
         path = [(row["from_state"], row["to_state"]) for row in rows if row["call_id"] == call_id]
         # The call whose final transition was the lost acknowledgement ends one step short.
         assert path == (ANSWERED_PATH[:-1] if call_id in lost else ANSWERED_PATH), (call_id, path)
-    assert len(calls) > 20 and killed_at < len(statuses)
+    assert len(load.calls) > 20 and load.killed_at is not None and load.killed_at < len(load.statuses)
     victim.start()  # it rejoins as a replica of the primary that replaced it
     cluster.wait_healthy()

@@ -12,14 +12,18 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from starlette.testclient import TestClient
 
 from receiver.embedded import free_port, redis_server_binary, server_args, start_server, stop_process
+from receiver.scenario import Scenario
 from tests.support.processes import wait_until
 
 NODE_TIMEOUT_MS = 1000
@@ -289,3 +293,75 @@ def assert_only_last_before_kill_lost(
     at_risk = acknowledged[acked_before_kill - 1 : acked_before_kill]
     assert [event for event in missing if event not in at_risk] == [], missing
     return {call_id for call_id, _ in missing}
+
+
+#: The host the starlette TestClient serves, for the URLs requests are signed over.
+TEST_BASE_URL = "http://testserver"
+
+
+def send(client: TestClient, request: Any) -> tuple[int, dict[str, Any]]:
+    """Post one recorded Vobiz request, signed as Vobiz would; its status and JSON answer."""
+    headers = request.signed_headers("vobiz", TEST_BASE_URL + request.path, None)
+    response = client.post(request.path, content=request.body, headers=headers)
+    return response.status_code, response.json()
+
+
+@dataclass
+class FailoverLoad:
+    """What a receiver answered while calls kept coming and a Redis primary was killed (`run_failover_load`)."""
+
+    calls: list[str] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    acknowledged: list[Acknowledged] = field(default_factory=list)
+    refused: list[Any] = field(default_factory=list)
+    killed_at: int | None = None
+    acked_before_kill: int = 0
+
+
+def run_failover_load(
+    client: TestClient,
+    scenario: Scenario,
+    kill: Callable[[], None],
+    *,
+    suffix: str,
+    timeout_s: float,
+    recovered_after: int,
+    window: int,
+    pause_s: float = 0.0,
+) -> FailoverLoad:
+    """Send copies of ``scenario`` (one call each) until the failover is over; ``kill`` after the 20th call.
+
+    Over once more than ``recovered_after`` requests went out after the kill and the last ``window`` were
+    all 200. Every other answer must be 503 ``redis_unavailable``; the refused requests are then sent
+    again (as the provider retries) and must all land. ``pause_s`` backs off after a refusal, as a
+    provider does. Fails when the kill never happened or Redis did not recover within ``timeout_s``.
+    """
+    load = FailoverLoad()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        copy = scenario.renamed(f"{suffix}{len(load.calls)}")
+        load.calls.append(copy.call_ids[0])
+        for request in copy.requests:
+            status, body = send(client, request)
+            load.statuses.append(status)
+            if status == 200:
+                load.acknowledged.extend((copy.call_ids[0], result) for result in body["results"])
+            else:
+                assert status == 503, body
+                assert body["error"]["code"] == "redis_unavailable"
+                load.refused.append(request)
+        if len(load.calls) == 20:
+            kill()
+            load.killed_at = len(load.statuses)
+            load.acked_before_kill = len(load.acknowledged)
+        if load.killed_at is not None:
+            if len(load.statuses) - load.killed_at > recovered_after and all(s == 200 for s in load.statuses[-window:]):
+                break
+            if pause_s and load.statuses[-1] != 200:
+                time.sleep(pause_s)
+    assert load.killed_at is not None
+    assert all(s == 200 for s in load.statuses[-window:]), f"Redis did not recover within {timeout_s} s"
+    for request in load.refused:
+        status, body = send(client, request)
+        assert status == 200, body
+    return load
