@@ -1,22 +1,26 @@
 """Shared fixtures: a real Redis (REDIS_URL when set, else an embedded redis-server), a key prefix per
-test whose keys are deleted afterwards, and factories for settings and app clients."""
+test whose keys are deleted afterwards, clients and a call store on it, a local stand-in for the providers'
+HTTP APIs, and factories for settings and app clients."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from starlette.testclient import TestClient
 
 from receiver.app import create_app
 from receiver.embedded import EmbeddedRedis
 from receiver.settings import Secret, Settings, Source
 from statemachine.keys import Keys
+from statemachine.store import CallStore
+from tests.support.provider_api import ProviderApi
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -58,6 +62,28 @@ def r(redis_url: str, prefix: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def keys(prefix: str) -> Keys:
     return Keys(prefix)
+
+
+@pytest.fixture
+async def async_redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client, as the receiver, the store and consumers use."""
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def store(async_redis: aioredis.Redis, keys: Keys) -> CallStore:
+    """The call store under this test's prefix, with the default retention."""
+    return CallStore(async_redis, keys)
+
+
+@pytest.fixture
+def api() -> Iterator[ProviderApi]:
+    """A local stand-in for the providers' HTTP APIs (get-call, inTandem), serving their documented shapes."""
+    server = ProviderApi().start()
+    yield server
+    server.stop()
 
 
 MakeSettings = Callable[..., Settings]

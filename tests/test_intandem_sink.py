@@ -4,7 +4,6 @@ inTandem's VoiceCall API that checks the documented request shape."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -25,20 +24,6 @@ CLIENT = "5a1c7d2e-0b7f-4d0e-9a57-3f1f0c9b8a11"
 BUSINESS = "9b2f4e6a-1c3d-4e5f-8a7b-6c5d4e3f2a1b"
 
 
-@pytest.fixture
-def api() -> Iterator[ProviderApi]:
-    server = ProviderApi().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_url)
-    yield connection
-    await connection.aclose()
-
-
 def sink_config(api: ProviderApi, **table: Any) -> IntandemConfig:
     return IntandemConfig.from_table(
         {
@@ -51,9 +36,9 @@ def sink_config(api: ProviderApi, **table: Any) -> IntandemConfig:
     )
 
 
-async def publish(client: aioredis.Redis, keys: Keys, call_id: str, trigger: Trigger, **extras: Any) -> None:
+async def publish(async_redis: aioredis.Redis, keys: Keys, call_id: str, trigger: Trigger, **extras: Any) -> None:
     """One MiniVoice-style callback for an inbound call whose custom variables name staff and client."""
-    await CallStore(client, keys).apply(
+    await CallStore(async_redis, keys).apply(
         CallEvent(
             source="mv",
             provider="minivoice",
@@ -79,19 +64,21 @@ async def drain(consumer: Consumer) -> None:
             pass
 
 
-def make_consumer(client: aioredis.Redis, keys: Keys, config: IntandemConfig, name: str = "sink-1") -> Consumer:
+def make_consumer(async_redis: aioredis.Redis, keys: Keys, config: IntandemConfig, name: str = "sink-1") -> Consumer:
     options = ConsumerOptions(block_ms=50, max_deliveries=2, retry_delay_ms=50)
-    return Consumer(client, config.group, IntandemSink(client, keys, config), keys=keys, name=name, options=options)
+    return Consumer(
+        async_redis, config.group, IntandemSink(async_redis, keys, config), keys=keys, name=name, options=options
+    )
 
 
 async def test_answered_call_becomes_one_record_with_duration_and_price(
-    api: ProviderApi, client: aioredis.Redis, keys: Keys
+    api: ProviderApi, async_redis: aioredis.Redis, keys: Keys
 ) -> None:
     """ringing → answered → completed: one POST, then updates; the record ends answered, 42 s, "0.12"."""
     for trigger in (Trigger.RINGING, Trigger.ANSWERED):
-        await publish(client, keys, "call-1", trigger)
-    await publish(client, keys, "call-1", Trigger.COMPLETED, duration_s=42, price="0.12", rate="0.05")
-    await drain(make_consumer(client, keys, sink_config(api)))
+        await publish(async_redis, keys, "call-1", trigger)
+    await publish(async_redis, keys, "call-1", Trigger.COMPLETED, duration_s=42, price="0.12", rate="0.05")
+    await drain(make_consumer(async_redis, keys, sink_config(api)))
 
     [create] = api.received("intandem.create")
     assert create.path == INTANDEM_PATH
@@ -121,33 +108,33 @@ async def test_answered_call_becomes_one_record_with_duration_and_price(
     assert all(u.path == f"{INTANDEM_PATH}/{record['uid']}" for u in updates)
 
 
-async def test_unanswered_call_is_missed(api: ProviderApi, client: aioredis.Redis, keys: Keys) -> None:
+async def test_unanswered_call_is_missed(api: ProviderApi, async_redis: aioredis.Redis, keys: Keys) -> None:
     """ringing → no_answer: the record is MISSED."""
-    await publish(client, keys, "call-2", Trigger.RINGING)
-    await publish(client, keys, "call-2", Trigger.NO_ANSWER)
-    await drain(make_consumer(client, keys, sink_config(api)))
+    await publish(async_redis, keys, "call-2", Trigger.RINGING)
+    await publish(async_redis, keys, "call-2", Trigger.NO_ANSWER)
+    await drain(make_consumer(async_redis, keys, sink_config(api)))
     [record] = api.intandem.values()
     assert record["status"] == "MISSED"
 
 
-async def test_rate_limited_create_waits_as_told(api: ProviderApi, client: aioredis.Redis, keys: Keys) -> None:
+async def test_rate_limited_create_waits_as_told(api: ProviderApi, async_redis: aioredis.Redis, keys: Keys) -> None:
     """A 429 with ``Retry-After: 1`` is waited out, then the same record is created once."""
     api.script("intandem.create", 429, {"Retry-After": "1"}, {"success": False, "errors": ["rate limited"]})
-    await publish(client, keys, "call-3", Trigger.RINGING)
+    await publish(async_redis, keys, "call-3", Trigger.RINGING)
     started = time.monotonic()
-    await drain(make_consumer(client, keys, sink_config(api)))
+    await drain(make_consumer(async_redis, keys, sink_config(api)))
     assert time.monotonic() - started >= 1.0
     assert len(api.received("intandem.create")) == 2
     assert len(api.intandem) == 1
 
 
-async def test_unavailable_update_is_retried(api: ProviderApi, client: aioredis.Redis, keys: Keys) -> None:
+async def test_unavailable_update_is_retried(api: ProviderApi, async_redis: aioredis.Redis, keys: Keys) -> None:
     """A 503 on an update is retried and the update lands."""
-    await publish(client, keys, "call-4", Trigger.RINGING)
-    consumer = make_consumer(client, keys, sink_config(api))
+    await publish(async_redis, keys, "call-4", Trigger.RINGING)
+    consumer = make_consumer(async_redis, keys, sink_config(api))
     await drain(consumer)
     api.script("intandem.update", 503, {}, {"success": False})
-    await publish(client, keys, "call-4", Trigger.ANSWERED)
+    await publish(async_redis, keys, "call-4", Trigger.ANSWERED)
     await drain(consumer)
     assert [u.json["status"] for u in api.received("intandem.update")] == ["ANSWERED_BY_STAFF"] * 2
     [record] = api.intandem.values()
@@ -155,16 +142,16 @@ async def test_unavailable_update_is_retried(api: ProviderApi, client: aioredis.
 
 
 async def test_restart_does_not_create_a_second_record(
-    api: ProviderApi, client: aioredis.Redis, keys: Keys, r: redis.Redis
+    api: ProviderApi, async_redis: aioredis.Redis, keys: Keys, r: redis.Redis
 ) -> None:
     """A restarted sink, and even a fresh consumer group reading the stream from the start, update the
     record created before; they never create another."""
-    await publish(client, keys, "call-5", Trigger.RINGING)
-    await drain(make_consumer(client, keys, sink_config(api), name="before-restart"))
-    await publish(client, keys, "call-5", Trigger.ANSWERED)
-    await drain(make_consumer(client, keys, sink_config(api), name="after-restart"))
-    await publish(client, keys, "call-5", Trigger.BUSY)
-    await drain(make_consumer(client, keys, sink_config(api, group="rebuilt"), name="fresh-group"))
+    await publish(async_redis, keys, "call-5", Trigger.RINGING)
+    await drain(make_consumer(async_redis, keys, sink_config(api), name="before-restart"))
+    await publish(async_redis, keys, "call-5", Trigger.ANSWERED)
+    await drain(make_consumer(async_redis, keys, sink_config(api), name="after-restart"))
+    await publish(async_redis, keys, "call-5", Trigger.BUSY)
+    await drain(make_consumer(async_redis, keys, sink_config(api, group="rebuilt"), name="fresh-group"))
     assert len(api.received("intandem.create")) == 1
     [record] = api.intandem.values()
     assert record["status"] == "MISSED"
@@ -172,10 +159,10 @@ async def test_restart_does_not_create_a_second_record(
 
 
 async def test_call_without_staff_is_dead_lettered_without_a_request(
-    api: ProviderApi, client: aioredis.Redis, keys: Keys, r: redis.Redis
+    api: ProviderApi, async_redis: aioredis.Redis, keys: Keys, r: redis.Redis
 ) -> None:
     """A call whose staff uid is nowhere (event, defaults) is never sent; it ends in the group's dead letters."""
-    await CallStore(client, keys).apply(
+    await CallStore(async_redis, keys).apply(
         CallEvent(
             source="mv",
             provider="minivoice",
@@ -189,7 +176,7 @@ async def test_call_without_staff_is_dead_lettered_without_a_request(
             to_number="+14155550901",
         )
     )
-    consumer = make_consumer(client, keys, sink_config(api))
+    consumer = make_consumer(async_redis, keys, sink_config(api))
     await drain(consumer)
     await drain(consumer)
     assert api.requests == []

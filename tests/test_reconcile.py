@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,13 +23,6 @@ from tests.support.provider_api import ProviderApi
 CB_CALL = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
 TWILIO_CALL = "CA" + "a" * 32
 VOBIZ_CALL = "5f0b8e2a-2f7e-4c8e-9d64-1b2a3c4d5e6f"
-
-
-@pytest.fixture
-def api() -> Iterator[ProviderApi]:
-    server = ProviderApi().start()
-    yield server
-    server.stop()
 
 
 def config(api: ProviderApi, provider: str, **overrides: str) -> ApiConfig:

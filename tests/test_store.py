@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 
@@ -17,10 +15,9 @@ from statemachine.store import CallStore, Retention
 
 
 @pytest.fixture
-async def store(redis_url: str, keys: Keys) -> AsyncIterator[CallStore]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield CallStore(client, keys, Retention(terminal_call_ms=60_000, active_call_ms=600_000))
-    await client.aclose()
+def store(async_redis: aioredis.Redis, keys: Keys) -> CallStore:
+    """Short retention, so that expiry times are easy to tell apart."""
+    return CallStore(async_redis, keys, Retention(terminal_call_ms=60_000, active_call_ms=600_000))
 
 
 def event(call_id: str, trigger: Trigger, dedupe: str, **extras: object) -> CallEvent:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +24,6 @@ from tests.conftest import MakeSettings
 from tests.support.provider_api import ProviderApi
 
 HOUR_MS = 3600 * 1000
-
-
-@pytest.fixture
-def api() -> Iterator[ProviderApi]:
-    server = ProviderApi().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def store(redis_url: str, keys: Keys) -> AsyncIterator[CallStore]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield CallStore(client, keys)
-    await client.aclose()
 
 
 def callingbox_source(api: ProviderApi | None = None, **options: Any) -> Source:
