@@ -19,7 +19,6 @@ from typing import Any
 from receiver.delivery import JSON, Delivery
 from receiver.errors import UnknownEvent
 from receiver.providers.base import (
-    OutgoingRequest,
     ProviderAdapter,
     dig,
     iso_utc,
@@ -28,7 +27,6 @@ from receiver.providers.base import (
     unix_utc,
 )
 from receiver.signatures import timestamped_hmac
-from receiver.signatures.common import secrets_of
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
@@ -36,7 +34,6 @@ NAME = "callingbox"
 SIGNATURE_HEADER = "CallingBox-Signature"
 EVENT_ID_HEADER = "CallingBox-Event-Id"
 EVENT_TYPE_HEADER = "CallingBox-Event-Type"
-SIGNATURE_FORMAT = "t,v1"
 
 EVENTS: dict[str, Trigger] = {
     "call.queued": Trigger.QUEUED,
@@ -93,25 +90,9 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
     ]
 
 
-def verify(delivery: Delivery, now: float) -> str | None:
-    """``t=`` within tolerance and any ``v1=`` matching HMAC(``t.body``) under any configured secret."""
-    timestamped_hmac.verify_headers(
-        delivery.headers,
-        delivery.body,
-        secrets_of(delivery.source.secrets),
-        now,
-        delivery.source.timestamp_tolerance_s,
-        header=SIGNATURE_HEADER,
-        value_format=SIGNATURE_FORMAT,
-    )
-    return None
-
-
-def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
-    """The signature header as CallingBox sends it."""
-    return timestamped_hmac.sign_headers(
-        secret, request.body, now, header=SIGNATURE_HEADER, value_format=SIGNATURE_FORMAT
-    )
-
+#: ``t=`` within tolerance and any ``v1=`` matching HMAC(``t.body``) under any configured secret.
+SCHEME = timestamped_hmac.Scheme(SIGNATURE_HEADER, value_format="t,v1")
+verify = SCHEME.verify
+sign = SCHEME.sign
 
 ADAPTER = ProviderAdapter(name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(JSON,))

@@ -242,18 +242,12 @@ def _verify_shared_secret(delivery: Delivery, now: float, signature: SignatureCo
     return None
 
 
+def _hmac_scheme(signature: SignatureConfig) -> timestamped_hmac.Scheme:
+    return timestamped_hmac.Scheme(signature.header, signature.timestamp_header, signature.value_format)
+
+
 def _verify_hmac(delivery: Delivery, now: float, signature: SignatureConfig) -> str | None:
-    timestamped_hmac.verify_headers(
-        delivery.headers,
-        delivery.body,
-        secrets_of(delivery.source.secrets),
-        now,
-        delivery.source.timestamp_tolerance_s,
-        header=signature.header,
-        timestamp_header=signature.timestamp_header,
-        value_format=signature.value_format,
-    )
-    return None
+    return _hmac_scheme(signature).verify(delivery, now)
 
 
 def _verify_jwt(delivery: Delivery, now: float, signature: SignatureConfig) -> str | None:
@@ -288,14 +282,7 @@ def _sign_shared(signature: SignatureConfig, request: OutgoingRequest, secret: s
 
 
 def _sign_hmac(signature: SignatureConfig, request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
-    return timestamped_hmac.sign_headers(
-        secret,
-        request.body,
-        now,
-        header=signature.header,
-        timestamp_header=signature.timestamp_header,
-        value_format=signature.value_format,
-    )
+    return _hmac_scheme(signature).sign(request, secret, now)
 
 
 def _sign_jwt(signature: SignatureConfig, request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from receiver.delivery import JSON, Delivery
 from receiver.errors import UnknownEvent
 from receiver.providers.base import (
-    OutgoingRequest,
     ProviderAdapter,
     dig,
     iso_utc,
@@ -23,7 +22,6 @@ from receiver.providers.base import (
     text_or_none,
 )
 from receiver.signatures import timestamped_hmac
-from receiver.signatures.common import secrets_of
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
@@ -94,24 +92,9 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
     ]
 
 
-def verify(delivery: Delivery, now: float) -> str | None:
-    """``v1=`` HMAC over ``timestamp.body`` with any configured secret, timestamp within tolerance."""
-    timestamped_hmac.verify_headers(
-        delivery.headers,
-        delivery.body,
-        secrets_of(delivery.source.secrets),
-        now,
-        delivery.source.timestamp_tolerance_s,
-        header=SIGNATURE_HEADER,
-        timestamp_header=TIMESTAMP_HEADER,
-    )
-    return None
-
-
-def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
-    return timestamped_hmac.sign_headers(
-        secret, request.body, now, header=SIGNATURE_HEADER, timestamp_header=TIMESTAMP_HEADER
-    )
-
+#: ``v1=`` HMAC over ``timestamp.body`` with any configured secret, timestamp within tolerance.
+SCHEME = timestamped_hmac.Scheme(SIGNATURE_HEADER, TIMESTAMP_HEADER)
+verify = SCHEME.verify
+sign = SCHEME.sign
 
 ADAPTER = ProviderAdapter(name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(JSON,))

@@ -8,9 +8,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from receiver.errors import SignatureError
-from receiver.signatures.common import check_timestamp, matches_any, required_header
+from receiver.signatures.common import check_timestamp, matches_any, required_header, secrets_of
+
+if TYPE_CHECKING:
+    from receiver.delivery import Delivery
+    from receiver.providers.base import OutgoingRequest
 
 #: How the signature header carries the digest: ``v1=<hex>`` (MiniVoice), ``t=<unix>,v1=<hex>`` with the
 #: timestamp inside (CallingBox), or the bare hex; all but ``t,v1`` send the timestamp in its own header.
@@ -87,3 +93,37 @@ def sign_headers(
         return {header: f"t={timestamp},v1={digest}"}
     value = digest if value_format == "hex" else f"v1={digest}"
     return {header: value, str(timestamp_header): timestamp}
+
+
+@dataclass(frozen=True, slots=True)
+class Scheme:
+    """One sender's layout of the headers, as an adapter's ``verify`` and ``sign``."""
+
+    header: str
+    timestamp_header: str | None = None
+    value_format: str = "v1"
+
+    def verify(self, delivery: Delivery, now: float) -> str | None:
+        """`verify_headers` on a delivery, with its source's secrets and tolerance; no nonce."""
+        verify_headers(
+            delivery.headers,
+            delivery.body,
+            secrets_of(delivery.source.secrets),
+            now,
+            delivery.source.timestamp_tolerance_s,
+            header=self.header,
+            timestamp_header=self.timestamp_header,
+            value_format=self.value_format,
+        )
+        return None
+
+    def sign(self, request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
+        """`sign_headers` for an outgoing request."""
+        return sign_headers(
+            secret,
+            request.body,
+            now,
+            header=self.header,
+            timestamp_header=self.timestamp_header,
+            value_format=self.value_format,
+        )
