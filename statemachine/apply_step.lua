@@ -5,11 +5,13 @@
 -- KEYS[1] call hash   KEYS[2] transitions stream   KEYS[3] nonce mark (only when ARGV[4] is set)
 -- ARGV: 1 trigger, 2 dedupe key, 3 replay flag, 4 nonce, 5 nonce ttl ms, 6 stream maxlen,
 --       7 active ttl ms, 8 terminal ttl ms, 9 now ms, 10 source, 11 provider, 12 call id,
---       13 label, 14 event json, 15 decision row (" state=outcome/destination/new attempt/terminal ...")
+--       13 label, 14 event json, 15 decision row (" state=outcome/destination/new attempt/terminal ..."),
+--       16 decision row for an event dated no later than the current attempt's end ('' when the same),
+--       17 the event's time from the provider, unix ms ('' when unknown)
 local call_key, stream_key = KEYS[1], KEYS[2]
 local trigger, dedupe, replay, nonce = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
-local current = redis.call('HMGET', call_key, 'state', 'attempt', 'version', 'history')
+local current = redis.call('HMGET', call_key, 'state', 'attempt', 'version', 'history', 'ended_at')
 local state = current[1] or 'new'
 local attempt = tonumber(current[2] or '1')
 local version = tonumber(current[3] or '0')
@@ -34,11 +36,16 @@ if replay ~= '1' and redis.call('HEXISTS', call_key, mark) == 1 then
   return {'duplicate', state, state, attempt, version, ''}
 end
 
-local at = string.find(ARGV[15], ' ' .. state .. '=', 1, true)
+-- A re-dial dated no later than the event that ended the attempt is the original creation, delivered late.
+local row = ARGV[15]
+if ARGV[16] ~= '' and ARGV[17] ~= '' and current[5] and tonumber(ARGV[17]) <= tonumber(current[5]) then
+  row = ARGV[16]
+end
+local at = string.find(row, ' ' .. state .. '=', 1, true)
 if not at then
   return redis.error_reply('no decision for trigger ' .. trigger .. ' from state ' .. state)
 end
-local outcome, destination, opens, terminal = string.match(ARGV[15], '^ [%a_]+=([%a_]+)/([%a_]+)/(%d)/(%d)', at)
+local outcome, destination, opens, terminal = string.match(row, '^ [%a_]+=([%a_]+)/([%a_]+)/(%d)/(%d)', at)
 local entry = ''
 local fields = {}
 if outcome == 'applied' or outcome == 'annotation' then
@@ -55,6 +62,10 @@ if outcome == 'applied' or outcome == 'annotation' then
   if outcome == 'applied' then
     fields[#fields + 1] = 'state'
     fields[#fields + 1] = destination
+    if terminal == '1' and ARGV[17] ~= '' then
+      fields[#fields + 1] = 'ended_at'
+      fields[#fields + 1] = ARGV[17]
+    end
   end
 end
 if dedupe ~= '' then

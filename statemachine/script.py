@@ -16,7 +16,7 @@ from statemachine.states import TERMINAL_STATES, Trigger
 
 
 @cache
-def decision_row(trigger: Trigger) -> str:
+def decision_row(trigger: Trigger, dated_after_end: bool = True) -> str:
     """The machine's decisions for ``trigger`` as the script reads them.
 
     ``" <state>=<outcome>/<destination>/<opens attempt 0|1>/<destination is terminal 0|1> ..."``, one entry
@@ -26,10 +26,18 @@ def decision_row(trigger: Trigger) -> str:
     entries = [
         f" {state}={decision.outcome.value}/{decision.to_state}/{int(decision.new_attempt)}/"
         f"{int(decision.to_state in terminal)}"
-        for (state, row_trigger), decision in sorted(decision_table().items())
+        for (state, row_trigger), decision in sorted(decision_table(dated_after_end=dated_after_end).items())
         if row_trigger is trigger
     ]
     return "".join(entries) + " "
+
+
+@cache
+def early_row(trigger: Trigger) -> str:
+    """The decisions for an event dated no later than the end of the call's current attempt, or "" when
+    they are the same as `decision_row` (every trigger but a re-dial)."""
+    row = decision_row(trigger, dated_after_end=False)
+    return "" if row == decision_row(trigger) else row
 
 
 @cache

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -29,7 +30,7 @@ from statemachine.errors import ReplayedNonce, StoreUnavailable
 from statemachine.events import CallEvent
 from statemachine.keys import Keys
 from statemachine.machine import Outcome
-from statemachine.script import apply_step_source, decision_row
+from statemachine.script import apply_step_source, decision_row, early_row
 
 #: redis-py before 5.3 wants a command name for `get_connection`; later versions warn when given one.
 _GET_CONNECTION_ARGS: tuple[str, ...] = ("EVALSHA",) if redis_py.VERSION < (5, 3) else ()
@@ -106,6 +107,19 @@ class CallRecord:
             "expires_in_ms": self.ttl_ms,
             "history": self.history,
         }
+
+
+def occurred_ms(occurred_at: str | None) -> str:
+    """The provider's time of an event as unix milliseconds, "" when unknown or unreadable."""
+    if not occurred_at:
+        return ""
+    try:
+        moment = datetime.fromisoformat(occurred_at)
+    except ValueError:
+        return ""
+    if moment.tzinfo is None:
+        return ""
+    return str(int(moment.timestamp() * 1000))
 
 
 def _text(value: Any) -> str:
@@ -271,6 +285,8 @@ class CallStore:
             label or event.extras.get("annotation") or event.event.value,
             event.to_json(),
             decision_row(event.event),
+            early_row(event.event),
+            occurred_ms(event.occurred_at),
         ]
         try:
             if self._batcher is not None:

@@ -95,3 +95,36 @@ async def test_nonce_reused_for_another_event_is_refused(store: CallStore, keys:
     with pytest.raises(ReplayedNonce):
         await store.apply(event("c", Trigger.COMPLETED, "c:Hangup"), nonce="12345678901234567890")
     assert await store.redis.hget(keys.call("src", "c"), "state") == b"ringing"
+
+
+def dated(call_id: str, trigger: Trigger, dedupe: str, occurred_at: str) -> CallEvent:
+    return CallEvent(
+        source="src",
+        provider="minivoice",
+        call_id=call_id,
+        event=trigger,
+        provider_event=trigger.value,
+        provider_status=None,
+        dedupe_key=dedupe,
+        received_at="2026-05-29T12:30:00.000Z",
+        occurred_at=occurred_at,
+    )
+
+
+async def test_creation_delivered_after_the_end_is_late_but_a_later_redial_opens_attempt_two(
+    store: CallStore,
+) -> None:
+    """MiniVoice's first call.created (12:00:00) delivered after call.failed (12:00:31) is late; the re-dial's
+    call.created (12:05:00) opens attempt 2."""
+    await store.apply(dated("c", Trigger.FAILED, "c:failed@12:00:31", "2026-05-29T12:00:31Z"))
+    original = await store.apply(dated("c", Trigger.REDIAL, "c:created@12:00:00", "2026-05-29T12:00:00Z"))
+    assert (original.outcome, original.to_state, original.attempt) == (Outcome.LATE, "failed", 1)
+    redial = await store.apply(dated("c", Trigger.REDIAL, "c:created@12:05:00", "2026-05-29T12:05:00Z"))
+    assert (redial.outcome, redial.to_state, redial.attempt) == (Outcome.APPLIED, "created", 2)
+
+
+async def test_undated_redial_after_the_end_opens_a_new_attempt(store: CallStore) -> None:
+    """Without provider dates the rule cannot tell, and gives the re-dial the benefit of the doubt."""
+    await store.apply(event("c", Trigger.FAILED, "c:failed"))
+    redial = await store.apply(event("c", Trigger.REDIAL, "c:created"))
+    assert (redial.outcome, redial.attempt) == (Outcome.APPLIED, 2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,11 @@ TERMINAL = frozenset(state for state, rank in RANK.items() if rank == 5)
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """What one request means, per its adapter: (call id, trigger, dedupe key) per canonical event."""
+    """What one request means, per its adapter: (call id, trigger, dedupe key, provider's time) per event."""
 
     request: ScenarioRequest
     provider: str
-    events: tuple[tuple[str, str, str], ...]
+    events: tuple[tuple[str, str, str, str | None], ...]
     error: str | None = None  # the adapter's refusal (e.g. an unknown event), when it has one
 
 
@@ -59,7 +60,8 @@ def steps_of(scenario: Scenario) -> list[Step]:
         delivery = Delivery(source, request.body, headers, "http://testserver" + request.path, time.time())
         try:
             events = tuple(
-                (event.call_id, event.event.value, event.dedupe_key) for event in adapter.normalize(delivery)
+                (event.call_id, event.event.value, event.dedupe_key, event.occurred_at)
+                for event in adapter.normalize(delivery)
             )
         except ReceiverError as err:
             steps.append(Step(request, scenario.provider, (), type(err).__name__))
@@ -76,9 +78,10 @@ class CallModel:
     attempt: int = 1
     version: int = 0
     seen: set[str] = field(default_factory=set)
+    ended_at: str | None = None  # the provider's time of the event that ended the current attempt
     entries: list[tuple[str, str, str, int, int]] = field(default_factory=list)
 
-    def feed(self, trigger: str, dedupe_key: str) -> str:
+    def feed(self, trigger: str, dedupe_key: str, occurred_at: str | None = None) -> str:
         """Apply one delivery; returns the outcome the receiver must report."""
         if dedupe_key in self.seen:
             return "duplicate"
@@ -87,12 +90,14 @@ class CallModel:
             self._publish("annotation", self.state, self.state)
             return "annotation"
         target = "created" if trigger == "redial" else trigger
-        if trigger == "redial" and self.state in TERMINAL:
+        if trigger == "redial" and self.state in TERMINAL and not _not_after(occurred_at, self.ended_at):
             self.attempt += 1
             self._publish("transition", self.state, target)
             return "applied"
         if self.state not in TERMINAL and RANK[target] > RANK[self.state]:
             self._publish("transition", self.state, target)
+            if target in TERMINAL:
+                self.ended_at = occurred_at
             return "applied"
         return "duplicate" if target == self.state else "late"
 
@@ -100,6 +105,14 @@ class CallModel:
         self.version += 1
         self.state = to_state
         self.entries.append((kind, from_state, to_state, self.version, self.attempt))
+
+
+def _not_after(moment: str | None, end: str | None) -> bool:
+    """Whether a re-dial dated ``moment`` is the original creation: dated no later than the attempt's end.
+    Either date unknown: it counts as a re-dial."""
+    if moment is None or end is None:
+        return False
+    return datetime.fromisoformat(moment) <= datetime.fromisoformat(end)
 
 
 def stream_entries(client: redis.Redis, stream: str, start: str = "-") -> list[dict[str, Any]]:
