@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from receiver import logs
-from receiver.commands import calls, deadletter, replay, serve, stats, sweep, tail
+from receiver.commands import calls, deadletter, openapi, replay, serve, stats, sweep, tail
 
 COMMANDS = {
     "serve": (serve, "run the receiver (embedded Redis when REDIS_URL is unset)"),
@@ -17,6 +17,7 @@ COMMANDS = {
     "calls": (calls, "show a call's state and history"),
     "deadletter": (deadletter, "list, show or redrive dead-lettered requests"),
     "stats": (stats, "stream lengths, consumer groups' lag and pending, dead-letter lengths"),
+    "openapi": (openapi, "print the OpenAPI description of the HTTP surface"),
 }
 
 
