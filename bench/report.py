@@ -188,6 +188,10 @@ def environment(
         ["machine", f"{_cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"],
         ["python", sys.version.split()[0]],
         ["packages", ", ".join(f"{name} {metadata.version(name)}" for name in packages)],
+        [
+            "callstream",
+            _version(["git", "-C", str(Path(__file__).resolve().parent.parent), "describe", "--always", "--dirty"]),
+        ],
         ["redis-server", versions.get("redis", "?")],
         ["load tool", _version(["wrk", "--version"])],
         ["command", "`" + shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]) + "`"],

@@ -177,32 +177,33 @@ def main(argv: list[str] | None = None) -> int:
                     bench.run_setup(setup, chosen)
             sections["load"] = report.load_tables(bench.rounds)
             print(sections["load"])
-        if "micro" not in args.skip:
-            from bench import micro
-
-            sections["micro"] = report.micro_table(micro.run_all(quick=args.quick))
-            print(sections["micro"])
-        if "memory" not in args.skip:
-            from bench import memory
-
-            sections["memory"] = memory.redis_section(bench.directory, calls=10_000 if args.quick else 100_000)
-            print(sections["memory"])
-        if "rss" not in args.skip:
-            from bench import memory
-
-            sections["rss"] = memory.rss_section(bench, minutes=args.rss_minutes)
-            print(sections["rss"])
-        if "profile" not in args.skip:
-            from bench import profile
-
-            sections["profile"] = profile.section(bench)
-            print(sections["profile"])
+        for part in ("micro", "memory", "rss", "profile"):
+            if part not in args.skip:
+                sections[part] = _part(part, bench)
+                print(sections[part], flush=True)
         environment = report.environment(bench.versions, load_before, os.getloadavg(), started, argv)
         print(environment)
         if args.write:
             report.write(Path(args.write), environment, sections)
             print(f"wrote {args.write}")
     return 0
+
+
+def _part(name: str, bench: Bench) -> str:
+    """One of the parts after the load rounds; a failure is reported in its section, not fatal to the run."""
+    from bench import memory, micro, profile
+
+    quick = bench.args.quick
+    try:
+        if name == "micro":
+            return report.micro_table(micro.run_all(quick=quick))
+        if name == "memory":
+            return memory.redis_section(bench.directory, calls=10_000 if quick else 100_000)
+        if name == "rss":
+            return memory.rss_section(bench, minutes=bench.args.rss_minutes)
+        return profile.section(bench)
+    except Exception as err:  # the other parts' figures are still worth writing down
+        return f"### {name}\n\nThis part failed: `{type(err).__name__}: {err}`\n"
 
 
 def _wanted(scenario: Scenario, only: list[str]) -> bool:
