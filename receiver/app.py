@@ -59,7 +59,14 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = redis if redis is not None else make_redis(settings)
         app.state.redis = client
-        app.state.pipeline = Pipeline(CallStore(client, settings.keys, settings.retention), app.state.metrics)
+        store = CallStore(
+            client,
+            settings.keys,
+            settings.retention,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
+        )
+        app.state.pipeline = Pipeline(store, app.state.metrics)
         try:
             async with sweeper.periodic(settings, app.state.pipeline.store):
                 yield

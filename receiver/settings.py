@@ -68,6 +68,9 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     redis_timeout_s: float = 2.0
     redis_max_connections: int = 64
+    #: Replicas that must confirm each step before the 2xx (``[redis] wait_replicas``); 0: the primary's word.
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000
     operator_token: Secret | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -146,6 +149,8 @@ class Settings:
             max_body_bytes=_int(server, "max_body_bytes", 256 * 1024),
             redis_timeout_s=float(server.get("redis_timeout_seconds", 2.0)),
             redis_max_connections=_int(server, "redis_max_connections", 64),
+            redis_wait_replicas=_wait_replicas(redis),
+            redis_wait_timeout_ms=_wait_timeout_ms(redis, server),
             operator_token=resolve_secret(token, environ, "operator.token") if token else None,
             host=str(server.get("host", "127.0.0.1")),
             port=_int(server, "port", 8000),
@@ -166,6 +171,24 @@ def _int(table: Mapping[str, Any], key: str, default: int) -> int:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _wait_replicas(redis: Mapping[str, Any]) -> int:
+    value = redis.get("wait_replicas", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"redis.wait_replicas must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _wait_timeout_ms(redis: Mapping[str, Any], server: Mapping[str, Any]) -> int:
+    """WAIT's timeout, which must end before the client's own read timeout gives up on the connection."""
+    value = _int(redis, "wait_timeout_ms", 1000)
+    read_timeout_ms = float(server.get("redis_timeout_seconds", 2.0)) * 1000
+    if redis.get("wait_replicas") and value >= read_timeout_ms:
+        raise ConfigError(
+            f"redis.wait_timeout_ms ({value}) must be below server.redis_timeout_seconds ({read_timeout_ms:.0f} ms)"
+        )
     return value
 
 

@@ -148,11 +148,16 @@ class StepBatcher:
     of the whole pipeline fails every caller in it.
     """
 
-    def __init__(self, redis: Redis, sha: str, source: str, max_batch: int = 256) -> None:
+    def __init__(
+        self, redis: Redis, sha: str, source: str, max_batch: int = 256, wait: tuple[int, int] | None = None
+    ) -> None:
         self.redis = redis
         self.sha = sha
         self.source = source
         self.max_batch = max_batch
+        #: (replicas, timeout ms): after each batch, WAIT on the same connection until that many replicas
+        #: have its writes, or fail the whole batch, so a 2xx survives the primary's crash and failover.
+        self.wait = wait
         self._queue: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -211,18 +216,28 @@ class StepBatcher:
         """
         count = len(calls)
         packed = b"".join(pack_command(("EVALSHA", self.sha, len(keys), *keys, *args)) for keys, args in calls)
+        if self.wait is not None:
+            wait_command: tuple[Any, ...] = ("WAIT", *self.wait)
+            packed += pack_command(wait_command)
+            count += 1
         pool = self.redis.connection_pool
         connection = await pool.get_connection(*_GET_CONNECTION_ARGS)  # type: ignore[no-untyped-call]
         try:
             replies: list[Any] = await connection.retry.call_with_retry(
                 lambda: _exchange(connection, packed, count), lambda _error: connection.disconnect()
             )
-            return replies
         except BaseException:
             await connection.disconnect()  # replies may still be in flight: never reuse this connection
             raise
         finally:
             await pool.release(connection)
+        if self.wait is not None:
+            confirmed = replies.pop()
+            if not isinstance(confirmed, int) or confirmed < self.wait[0]:
+                # The steps ran on the primary but may not survive a failover: the provider must retry
+                # (on this primary the retry is a duplicate; on a promoted replica it is applied again).
+                raise StoreUnavailable(f"{confirmed} of {self.wait[0]} replicas confirmed the write in time")
+        return replies
 
 
 async def _exchange(connection: Any, packed: bytes, count: int) -> list[Any]:
@@ -241,7 +256,14 @@ class CallStore:
     """The Redis side of the lifecycle: apply an event, look a call up."""
 
     def __init__(
-        self, redis: Redis, keys: Keys | None = None, retention: Retention | None = None, *, batch: bool = True
+        self,
+        redis: Redis,
+        keys: Keys | None = None,
+        retention: Retention | None = None,
+        *,
+        batch: bool = True,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.redis = redis
         self.keys = keys or Keys()
@@ -249,8 +271,12 @@ class CallStore:
         self._apply_step = redis.register_script(apply_step_source())
         # redis-py refuses EVALSHA in a cluster pipeline: on Redis Cluster each step is its own EVALSHA,
         # routed to its slot's primary by the cluster client (MOVED/ASK and failover handled there).
-        batch = batch and not isinstance(redis, RedisCluster)
-        self._batcher = StepBatcher(redis, self._apply_step.sha, apply_step_source()) if batch else None
+        cluster = isinstance(redis, RedisCluster)
+        if wait_replicas and cluster:
+            raise ValueError("wait_replicas needs the step and its WAIT on one connection: not on Redis Cluster")
+        wait = (wait_replicas, wait_timeout_ms) if wait_replicas else None
+        batch = (batch or wait is not None) and not cluster
+        self._batcher = StepBatcher(redis, self._apply_step.sha, apply_step_source(), wait=wait) if batch else None
 
     async def apply(
         self, event: CallEvent, *, nonce: str | None = None, replay: bool = False, label: str | None = None

@@ -94,3 +94,16 @@ def test_sweeper_options_are_accepted_on_every_provider() -> None:
     text = "[sources.gb]\nprovider = 'goodbox'\nverify = false\nstale_after_seconds = 600\n"
     settings = Settings.from_toml(text, {}, PROVIDER_NAMES)
     assert settings.sources["gb"].options["stale_after_seconds"] == 600
+
+
+def test_replica_confirmation_is_read_and_must_end_before_the_read_timeout() -> None:
+    """wait_replicas makes each step wait for replicas; its timeout must end before the client's read timeout."""
+    base = "[sources.a]\nprovider = 'vobiz'\nverify = false\n"
+    settings = Settings.from_toml("[redis]\nwait_replicas = 1\nwait_timeout_ms = 500\n" + base, {}, PROVIDER_NAMES)
+    assert (settings.redis_wait_replicas, settings.redis_wait_timeout_ms) == (1, 500)
+    with pytest.raises(ConfigError, match=r"redis.wait_timeout_ms \(2500\) must be below"):
+        Settings.from_toml("[redis]\nwait_replicas = 1\nwait_timeout_ms = 2500\n" + base, {}, PROVIDER_NAMES)
+    quick = Settings.from_toml("[server]\nredis_timeout_seconds = 0.5\n" + base, {}, PROVIDER_NAMES)
+    assert quick.redis_wait_replicas == 0  # the WAIT timeout matters only when waiting
+    with pytest.raises(ConfigError, match="redis.wait_replicas must be an integer >= 0"):
+        Settings.from_toml("[redis]\nwait_replicas = -1\n" + base, {}, PROVIDER_NAMES)
