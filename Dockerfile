@@ -16,6 +16,7 @@ COPY pyproject.toml README.md ./
 COPY receiver ./receiver
 COPY statemachine ./statemachine
 COPY consumer ./consumer
+COPY sinks ./sinks
 RUN pip install .
 
 USER 10001
