@@ -54,8 +54,10 @@ def parse_form(text: str) -> list[tuple[str, str]]:
         name, equals, value = field.partition("=")
         if not equals:
             raise ValueError(f"bad query field: {field!r}")
-        if "%" in field or "+" in field:
+        # Each half is unquoted only when it needs it (names hardly ever do); the result is the same.
+        if "%" in name or "+" in name:
             name = unquote(name.replace("+", " "), errors="strict")
+        if "%" in value or "+" in value:
             value = unquote(value.replace("+", " "), errors="strict")
         pairs.append((name, value))
     return pairs

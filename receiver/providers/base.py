@@ -74,11 +74,19 @@ def checked_id(value: Any, field: str) -> str:
     return text
 
 
+#: Dotted paths split once: adapters dig the same few paths on every request.
+_PATH_PARTS: dict[str, tuple[str, ...]] = {}
+
+
 def dig(document: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path (``"data.call.id"``) in a JSON document, or None."""
+    parts = _PATH_PARTS.get(path)
+    if parts is None:
+        parts = _PATH_PARTS[path] = tuple(path.split("."))
     value: Any = document
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
+    for part in parts:
+        # Decoded JSON is made of plain dicts: test for them first, the Mapping ABC check costs more.
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(part)
     return value
