@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,11 @@ class Result:
         return self.socket_errors + self.non_2xx - provoked
 
 
-def script_for(pool: Pool, rate: float, track: bool, directory: Path) -> Path:
+def script_for(pool: Pool, rate: float, track: bool, directory: Path, shard: int = 0, shards: int = 1) -> Path:
+    """The pool script with its options; with ``shards`` > 1 it sends every ``shards``-th request from ``shard``."""
     header = f'POOL = "{pool.path}"\nRATE = {rate:.1f}\nTRACK = {"true" if track else "false"}\nTHREADS = 1\n'
-    path = directory / f"{pool.path.stem}-{int(rate)}-{int(track)}.lua"
+    header += f"SHARD = {shard}\nSHARDS = {shards}\n"
+    path = directory / f"{pool.path.stem}-{int(rate)}-{int(track)}-{shard}of{shards}.lua"
     path.write_text(header + LUA.read_text())
     return path
 
@@ -80,63 +83,105 @@ def run(
     track: bool = False,
 ) -> Result:
     """Flush the private Redis, then load ``app`` for ``duration`` seconds with one wrk thread."""
-    flush(redis_server)
-    script = script_for(pool, rate, track, directory)
-    command = [
-        check_wrk(),
-        "-t1",
-        f"-c{connections}",
-        f"-d{max(1, round(duration))}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(script),
+    return run_many(
+        [app],
+        [redis_server],
+        pool,
+        connections=connections,
+        duration=duration,
+        directory=directory,
+        rate=rate,
+        track=track,
+    )
+
+
+def run_many(
+    apps: Sequence[Server],
+    redis_servers: Sequence[Server],
+    pool: Pool,
+    *,
+    connections: int,
+    duration: float,
+    directory: Path,
+    rate: float = 0.0,
+    track: bool = False,
+) -> Result:
+    """Flush every Redis node, then load the ``apps`` at once, one wrk per app, each with its share of the
+    pool (every call's requests go to one app) and of the ``connections``.
+
+    Counts are summed over the wrk instances; latency percentiles are the highest of the instances' (one
+    wrk cannot merge another's histogram); CPU per request is the sum over all apps and all Redis nodes.
+    """
+    for redis_server in redis_servers:
+        flush(redis_server)
+    shards = len(apps)
+    commands = [
+        [
+            check_wrk(),
+            "-t1",
+            f"-c{connections // shards}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script_for(pool, rate / shards, track, directory, shard, shards)),
+            f"http://127.0.0.1:{app.port}/",
+        ]
+        for shard, app in enumerate(apps)
     ]
-    command.append(f"http://127.0.0.1:{app.port}/")
     window: dict[str, float] = {}
 
-    def sample(process: subprocess.Popen[str]) -> None:
+    def cpu(processes: list[subprocess.Popen[str]]) -> tuple[float, float, float]:
+        return (
+            sum(cpu_seconds(process.pid) for process in processes),
+            sum(app.cpu_seconds() for app in apps),
+            sum(redis_server.cpu_seconds() for redis_server in redis_servers),
+        )
+
+    def sample(processes: list[subprocess.Popen[str]]) -> None:
         # A steady window: after wrk has read its pool and opened its connections, before it stops.
         time.sleep(1.0)
         window["start"] = time.monotonic()
-        window["wrk0"], window["app0"], window["redis0"] = (
-            cpu_seconds(process.pid),
-            app.cpu_seconds(),
-            redis_server.cpu_seconds(),
-        )
+        window["wrk0"], window["app0"], window["redis0"] = cpu(processes)
         time.sleep(max(0.5, duration - 1.5))
-        window["wrk1"], window["app1"], window["redis1"] = (
-            cpu_seconds(process.pid),
-            app.cpu_seconds(),
-            redis_server.cpu_seconds(),
-        )
+        window["wrk1"], window["app1"], window["redis1"] = cpu(processes)
         window["end"] = time.monotonic()
 
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sampler = threading.Thread(target=sample, args=(process,))
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for command in commands
+    ]
+    sampler = threading.Thread(target=sample, args=(processes,))
     sampler.start()
-    output, _ = process.communicate(timeout=duration + 120)
+    outputs = [process.communicate(timeout=duration + 120)[0] for process in processes]
     sampler.join()
-    line = next((row for row in output.splitlines() if row.startswith("BENCH-RESULT ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk gave no result:\n{output}")
-    data = json.loads(line.removeprefix("BENCH-RESULT "))
-    seconds = data["duration_us"] / 1e6
-    rps = data["requests"] / seconds
+    results = [_parse(output) for output in outputs]
+    seconds = max(data["duration_us"] for data in results) / 1e6
+    requests = sum(data["requests"] for data in results)
     span = window["end"] - window["start"]
-    served = max(rps * span, 1.0)
-    socket_errors = data["connect"] + data["read"] + data["write"] + data["timeout"]
+    served = max(requests / seconds * span, 1.0)
+    statuses: dict[str, int] = {}
+    for data in results:
+        for status, n in data["statuses"].items():
+            statuses[str(status)] = statuses.get(str(status), 0) + n
     return Result(
-        requests=data["requests"],
+        requests=requests,
         seconds=seconds,
-        p50=data["p50"],
-        p99=data["p99"],
-        p999=data["p999"],
-        socket_errors=socket_errors,
-        non_2xx=data["status"],
-        statuses={str(status): n for status, n in data["statuses"].items()},
-        wrapped=bool(data["wrapped"]),
+        p50=max(data["p50"] for data in results),
+        p99=max(data["p99"] for data in results),
+        p999=max(data["p999"] for data in results),
+        socket_errors=sum(data["connect"] + data["read"] + data["write"] + data["timeout"] for data in results),
+        non_2xx=sum(data["status"] for data in results),
+        statuses=statuses,
+        wrapped=any(data["wrapped"] for data in results),
         wrk_cpu_pct=100 * (window["wrk1"] - window["wrk0"]) / span,
         app_cpu_us=1e6 * (window["app1"] - window["app0"]) / served,
         redis_cpu_us=1e6 * (window["redis1"] - window["redis0"]) / served,
     )
+
+
+def _parse(output: str) -> dict[str, Any]:
+    line = next((row for row in output.splitlines() if row.startswith("BENCH-RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result:\n{output}")
+    data: dict[str, Any] = json.loads(line.removeprefix("BENCH-RESULT "))
+    return data

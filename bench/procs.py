@@ -96,11 +96,11 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def start_redis(directory: Path, *, appendonly: bool = False) -> Server:
-    """A private redis-server on a free loopback port; never the shared one."""
+def start_redis(directory: Path, *, appendonly: bool = False, binary: str | None = None) -> Server:
+    """A private redis-server (``binary``, default `redis_binary`) on a free loopback port; never the shared one."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", ""]
+    args = [binary or redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", ""]
     args += ["--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec", "--daemonize", "no"]
     args += ["--logfile", str(directory / "redis.log")]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -193,6 +193,7 @@ def environment(
             _version(["git", "-C", str(Path(__file__).resolve().parent.parent), "describe", "--always", "--dirty"]),
         ],
         ["redis-server", versions.get("redis", "?")],
+        *([["redis-server (scale-out)", versions["redis (scale-out)"]]] if "redis (scale-out)" in versions else []),
         ["load tool", _version(["wrk", "--version"])],
         ["command", "`" + shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]) + "`"],
         ["started", time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started))],

@@ -61,9 +61,9 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
-def write_config(directory: Path, maxlen: int) -> Path:
+def write_config(directory: Path, maxlen: int, partitions: int = 1, name: str = "callstream.toml") -> Path:
     """The receiver's configuration: one verified source per pool provider, with the pools' secrets."""
-    lines = [f"[streams]\nmaxlen = {maxlen}\n", "[server]\nredis_max_connections = 64\n"]
+    lines = [f"[streams]\nmaxlen = {maxlen}\npartitions = {partitions}\n", "[server]\nredis_max_connections = 64\n"]
     for provider, secret in pools.SECRETS.items():
         if provider not in pools.PROVIDERS:
             continue
@@ -73,7 +73,7 @@ def write_config(directory: Path, maxlen: int) -> Path:
             # Pools are signed once, before the rounds: a wide window keeps their timestamps valid.
             "timestamp_tolerance_seconds = 86400\n"
         )
-    path = directory / "callstream.toml"
+    path = directory / name
     path.write_text("\n".join(lines))
     return path
 
@@ -152,12 +152,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=40_000, help="calls per pool (default 40000)")
     parser.add_argument("--maxlen", type=int, default=1_000_000, help="transitions stream MAXLEN (default 1000000)")
     parser.add_argument("--only", action="append", default=[], help="only scenarios whose name contains this")
-    parser.add_argument("--skip", action="append", default=[], help="skip parts: load, micro, memory, rss, profile")
+    parser.add_argument(
+        "--skip", action="append", default=[], help="skip parts: load, scale-out, micro, memory, rss, profile"
+    )
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="only the scale-out part (2 receivers, 1 Redis and a 3-primary cluster); write nothing",
+    )
     parser.add_argument("--rss-minutes", type=float, default=8.0, help="time budget of the RSS run (default 8)")
     parser.add_argument("--write", default=str(ROOT / "docs" / "performance.md"), help="results document")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.calls, args.rss_minutes = 1, 3.0, 8000, 0.5
+        args.write = ""
+    if args.scale_out:  # the other parts' results would be lost: this one is printed only
+        args.skip = ["load", "micro", "memory", "rss", "profile"]
         args.write = ""
     return args
 
@@ -177,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                     bench.run_setup(setup, chosen)
             sections["load"] = report.load_tables(bench.rounds)
             print(sections["load"])
-        for part in ("micro", "memory", "rss", "profile"):
+        for part in ("scale-out", "micro", "memory", "rss", "profile"):
             if part not in args.skip:
                 sections[part] = _part(part, bench)
                 print(sections[part], flush=True)
@@ -191,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _part(name: str, bench: Bench) -> str:
     """One of the parts after the load rounds; a failure is reported in its section, not fatal to the run."""
-    from bench import memory, micro, profile
+    from bench import memory, micro, profile, scaleout
 
     quick = bench.args.quick
     try:
+        if name == "scale-out":
+            return scaleout.section(bench)
         if name == "micro":
             return report.micro_table(micro.run_all(quick=quick))
         if name == "memory":

@@ -1,6 +1,8 @@
 -- Replays a pool file (complete HTTP requests separated by NUL bytes) in order, one request per call
 -- to request(). Options are set by bench/run.py, which prepends them as globals:
---   POOL (path), RATE (requests/s in total, 0 = as fast as possible), TRACK (count statuses), THREADS.
+--   POOL (path), RATE (requests/s of this wrk, 0 = as fast as possible), TRACK (count statuses), THREADS,
+--   SHARD and SHARDS (several wrk instances, one per app: this one sends the requests whose index modulo
+--   SHARDS is SHARD; in a phased pool of an even number of calls every call's requests go to one shard).
 -- At a fixed RATE each request claims the next slot of a schedule (delay() is asked before every
 -- request, per connection): the offered load is RATE as long as enough connections are idle.
 -- done() prints one line "BENCH-RESULT {json}" for bench/run.py.
@@ -32,7 +34,7 @@ function init(_args)
   while true do
     local stop = string.find(data, "\0", position, true)
     if not stop then break end
-    if index % THREADS == thread_index then
+    if index % (THREADS * SHARDS) == thread_index * SHARDS + SHARD then
       count = count + 1
       requests[count] = string.sub(data, position, stop - 1)
     end
