@@ -12,26 +12,13 @@ from statemachine.keys import Keys
 from statemachine.machine import Outcome, decide
 from statemachine.states import Trigger
 from statemachine.store import CallStore, Retention
+from tests.support.events import call_event as event
 
 
 @pytest.fixture
 def store(async_redis: aioredis.Redis, keys: Keys) -> CallStore:
     """Short retention, so that expiry times are easy to tell apart."""
     return CallStore(async_redis, keys, Retention(terminal_call_ms=60_000, active_call_ms=600_000))
-
-
-def event(call_id: str, trigger: Trigger, dedupe: str, **extras: object) -> CallEvent:
-    return CallEvent(
-        source="src",
-        provider="vobiz",
-        call_id=call_id,
-        event=trigger,
-        provider_event=trigger.value,
-        provider_status=None,
-        dedupe_key=dedupe,
-        received_at="2026-05-29T12:00:00.000Z",
-        extras=dict(extras),
-    )
 
 
 async def test_script_decides_like_the_machine_for_every_pair(store: CallStore, keys: Keys) -> None:
@@ -97,18 +84,9 @@ async def test_nonce_reused_for_another_event_is_refused(store: CallStore, keys:
     assert await store.redis.hget(keys.call("src", "c"), "state") == b"ringing"
 
 
-def dated(call_id: str, trigger: Trigger, dedupe: str, occurred_at: str) -> CallEvent:
-    return CallEvent(
-        source="src",
-        provider="minivoice",
-        call_id=call_id,
-        event=trigger,
-        provider_event=trigger.value,
-        provider_status=None,
-        dedupe_key=dedupe,
-        received_at="2026-05-29T12:30:00.000Z",
-        occurred_at=occurred_at,
-    )
+def minivoice(trigger: Trigger, at: str) -> CallEvent:
+    """A MiniVoice event of call ``c`` dated ``at`` on 2026-05-29 (its dedupe key carries the time)."""
+    return event("c", trigger, f"c:{trigger.value}@{at}", provider="minivoice", occurred_at=f"2026-05-29T{at}Z")
 
 
 async def test_creation_delivered_after_the_end_is_late_but_a_later_redial_opens_attempt_two(
@@ -116,10 +94,16 @@ async def test_creation_delivered_after_the_end_is_late_but_a_later_redial_opens
 ) -> None:
     """MiniVoice's first call.created (12:00:00) delivered after call.failed (12:00:31) is late; the re-dial's
     call.created (12:05:00) opens attempt 2."""
-    await store.apply(dated("c", Trigger.FAILED, "c:failed@12:00:31", "2026-05-29T12:00:31Z"))
-    original = await store.apply(dated("c", Trigger.REDIAL, "c:created@12:00:00", "2026-05-29T12:00:00Z"))
+    await store.apply(
+        event("c", Trigger.FAILED, "c:failed@12:00:31", provider="minivoice", occurred_at="2026-05-29T12:00:31Z")
+    )
+    original = await store.apply(
+        event("c", Trigger.REDIAL, "c:created@12:00:00", provider="minivoice", occurred_at="2026-05-29T12:00:00Z")
+    )
     assert (original.outcome, original.to_state, original.attempt) == (Outcome.LATE, "failed", 1)
-    redial = await store.apply(dated("c", Trigger.REDIAL, "c:created@12:05:00", "2026-05-29T12:05:00Z"))
+    redial = await store.apply(
+        event("c", Trigger.REDIAL, "c:created@12:05:00", provider="minivoice", occurred_at="2026-05-29T12:05:00Z")
+    )
     assert (redial.outcome, redial.to_state, redial.attempt) == (Outcome.APPLIED, "created", 2)
 
 

@@ -15,25 +15,12 @@ from redis import exceptions as redis_errors
 from receiver.app import create_app
 from receiver.embedded import EmbeddedRedis, free_port
 from statemachine.errors import StoreUnavailable
-from statemachine.events import CallEvent
 from statemachine.keys import Keys
 from statemachine.machine import Outcome
 from statemachine.states import Trigger
 from statemachine.store import CallStore
 from tests.conftest import MakeSettings
-
-
-def event(call_id: str, trigger: Trigger, dedupe: str) -> CallEvent:
-    return CallEvent(
-        source="src",
-        provider="vobiz",
-        call_id=call_id,
-        event=trigger,
-        provider_event=trigger.value,
-        provider_status=None,
-        dedupe_key=dedupe,
-        received_at="2026-05-29T12:00:00.000Z",
-    )
+from tests.support.events import call_event as event
 
 
 @pytest.fixture
