@@ -10,12 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from statemachine.store import as_text
+
 #: (entry id, fields); fields are empty when the entry was deleted from the stream while pending.
 Entry = tuple[str, dict[Any, Any]]
-
-
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +36,9 @@ def parse_autoclaim(reply: Any) -> Claimed:
         if row is None or row[0] is None:
             unnamed += 1
         else:
-            entries.append((text(row[0]), row[1] or {}))
-    deleted = [text(entry_id) for entry_id in reply[2]] if len(reply) > 2 and reply[2] else []
-    return Claimed(cursor=text(cursor), entries=entries, deleted_ids=deleted, unnamed_deleted=unnamed)
+            entries.append((as_text(row[0]), row[1] or {}))
+    deleted = [as_text(entry_id) for entry_id in reply[2]] if len(reply) > 2 and reply[2] else []
+    return Claimed(cursor=as_text(cursor), entries=entries, deleted_ids=deleted, unnamed_deleted=unnamed)
 
 
 def parse_read(reply: Any) -> list[tuple[str, list[Entry]]]:
@@ -48,6 +46,6 @@ def parse_read(reply: Any) -> list[tuple[str, list[Entry]]]:
     if not reply:
         return []
     return [
-        (text(stream), [(text(entry_id), fields or {}) for entry_id, fields in rows if entry_id is not None])
+        (as_text(stream), [(as_text(entry_id), fields or {}) for entry_id, fields in rows if entry_id is not None])
         for stream, rows in reply
     ]

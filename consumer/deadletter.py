@@ -13,8 +13,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from consumer._replies import text
 from statemachine.keys import Keys
+from statemachine.store import as_text
 
 MAXLEN = 100_000
 
@@ -50,7 +50,7 @@ async def give_up(
     error: str,
 ) -> str:
     """Append a transition to the dead-letter stream ``key``; returns the new entry's id."""
-    record: dict[Any, Any] = {name: value for name, value in fields.items() if text(name) not in META_FIELDS}
+    record: dict[Any, Any] = {name: value for name, value in fields.items() if as_text(name) not in META_FIELDS}
     record.update(
         {
             "origin_stream": stream,
@@ -62,7 +62,7 @@ async def give_up(
             "at": int(time.time() * 1000),
         }
     )
-    return text(await redis.xadd(key, record, maxlen=MAXLEN, approximate=True))
+    return as_text(await redis.xadd(key, record, maxlen=MAXLEN, approximate=True))
 
 
 async def entries(redis: Redis, keys: Keys, group: str, count: int = 100) -> list[GivenUp]:
@@ -70,10 +70,10 @@ async def entries(redis: Redis, keys: Keys, group: str, count: int = 100) -> lis
     rows = await redis.xrange(keys.consumer_deadletter(group), count=count)
     found = []
     for entry_id, raw in rows or []:
-        values = {text(name): text(value) for name, value in (raw or {}).items()}
+        values = {as_text(name): as_text(value) for name, value in (raw or {}).items()}
         found.append(
             GivenUp(
-                entry_id=text(entry_id),
+                entry_id=as_text(entry_id),
                 origin_stream=values.pop("origin_stream", ""),
                 origin_id=values.pop("origin_id", ""),
                 group=values.pop("group", ""),

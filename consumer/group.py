@@ -24,10 +24,10 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from consumer import deadletter
-from consumer._replies import Entry, parse_autoclaim, parse_read, text
+from consumer._replies import Entry, parse_autoclaim, parse_read
 from consumer.transition import Transition, UndecodableEntry
 from statemachine.keys import Keys
-from statemachine.store import UNAVAILABLE_ERRORS
+from statemachine.store import UNAVAILABLE_ERRORS, as_text
 
 log = logging.getLogger("callstream.consumer")
 
@@ -253,7 +253,7 @@ class Consumer:
         """Redis 6.2 claims entries deleted from the stream without naming them: find and acknowledge them."""
         pending = await self.redis.xpending_range(stream, self.group, cursor, "+", 1000, self.name)
         for row in pending:
-            entry_id = text(row["message_id"])
+            entry_id = as_text(row["message_id"])
             if entry_id not in returned and not await self.redis.xrange(stream, entry_id, entry_id):
                 await self.redis.xack(stream, self.group, entry_id)
 

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from receiver.delivery import Delivery
 from statemachine.errors import StoreUnavailable
 from statemachine.keys import Keys
-from statemachine.store import UNAVAILABLE_ERRORS
+from statemachine.store import UNAVAILABLE_ERRORS, as_text
 
 DEADLETTER_MAXLEN = 100_000
 
@@ -75,11 +75,11 @@ async def keep(redis: Redis, keys: Keys, delivery: Delivery, code: str, reason: 
         entry_id = await redis.xadd(keys.deadletter(), fields, maxlen=DEADLETTER_MAXLEN, approximate=True)
     except UNAVAILABLE_ERRORS as err:
         raise StoreUnavailable(str(err) or type(err).__name__) from err
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return as_text(entry_id)
 
 
 def _decode(entry_id: Any, raw: dict[Any, Any]) -> DeadLetter:
-    fields = {(key.decode() if isinstance(key, bytes) else key): value for key, value in raw.items()}
+    fields = {as_text(key): value for key, value in raw.items()}
 
     def text(name: str) -> str:
         value = fields.get(name, b"")
@@ -87,7 +87,7 @@ def _decode(entry_id: Any, raw: dict[Any, Any]) -> DeadLetter:
 
     body = fields.get("body", b"")
     return DeadLetter(
-        entry_id=entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id),
+        entry_id=as_text(entry_id),
         source=text("source"),
         provider=text("provider"),
         code=text("code"),

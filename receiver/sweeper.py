@@ -40,7 +40,7 @@ from statemachine.errors import StoreUnavailable
 from statemachine.events import CallEvent
 from statemachine.machine import Outcome
 from statemachine.states import Trigger, is_terminal
-from statemachine.store import UNAVAILABLE_ERRORS, CallStore
+from statemachine.store import UNAVAILABLE_ERRORS, CallStore, as_text
 
 log = logging.getLogger("callstream.sweeper")
 
@@ -107,10 +107,6 @@ def _iso(ms: float) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class Sweeper:
     """Finds stuck calls under one key prefix and settles or flags them."""
 
@@ -144,7 +140,7 @@ class Sweeper:
             call_prefix = keys.call_pattern(partition)[:-1]
             batch: list[str] = []
             async for found in self.store.redis.scan_iter(match=keys.call_pattern(partition), count=self.scan_count):
-                batch.append(_text(found))
+                batch.append(as_text(found))
                 if len(batch) >= self.scan_count:
                     yield len(batch), await self._read(batch, call_prefix, now_ms)
                     batch = []
@@ -164,7 +160,7 @@ class Sweeper:
 
     def _stuck(self, name: str, row: list[Any], now_ms: int) -> StuckCall | None:
         """``name`` is the key without its partition's call prefix: ``<source>:<call id>``."""
-        state, attempt, version, updated_at, provider = (None if v is None else _text(v) for v in row)
+        state, attempt, version, updated_at, provider = (None if v is None else as_text(v) for v in row)
         if version is None or state is None or is_terminal(state):
             return None  # expired since SCAN saw it, or not (yet) a call in progress
         source, _, call_id = name.partition(":")

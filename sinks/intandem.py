@@ -36,6 +36,7 @@ from receiver.providers.base import dig, normalized_name, number_or_none
 from receiver.settings import ConfigError, Secret, resolve_secret
 from sinks.retry import RetryPolicy, send
 from statemachine.keys import DEFAULT_PREFIX, Keys
+from statemachine.store import as_text
 
 log = logging.getLogger("callstream.sinks.intandem")
 
@@ -297,7 +298,7 @@ class IntandemSink:
         if config.sources is not None and transition.source not in config.sources:
             return
         key = self.keys.sink_record(NAME, external_id(transition, config))
-        record = {_text(k): _text(v) for k, v in (await self.redis.hgetall(key)).items()}
+        record = {as_text(k): as_text(v) for k, v in (await self.redis.hgetall(key)).items()}
         if int(record.get("version", 0)) >= transition.version:
             return  # already sent, or older than what was sent
         previous: dict[str, Any] = orjson.loads(record["body"]) if record.get("body") else {}
@@ -339,10 +340,6 @@ class IntandemSink:
         response = await send(config.update_method, url, headers=self._headers, json=body, policy=config.retry)
         if not response.ok:
             raise SinkError(f"update of {uid} answered HTTP {response.status}: {response.body[:300]!r}")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # -- running it ---------------------------------------------------------------------------------------

@@ -122,13 +122,14 @@ def occurred_ms(occurred_at: str | None) -> str:
     return str(int(moment.timestamp() * 1000))
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A Redis reply value (bytes from a client without decode_responses) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def entry_fields(fields: dict[Any, Any]) -> dict[str, Any]:
     """A transitions stream entry's fields as a plain dict, with its event decoded."""
-    entry: dict[str, Any] = {_text(key): _text(value) for key, value in fields.items()}
+    entry: dict[str, Any] = {as_text(key): as_text(value) for key, value in fields.items()}
     for number in ("version", "attempt"):
         if number in entry:
             entry[number] = int(entry[number])
@@ -321,16 +322,16 @@ class CallStore:
                 reply = await self._apply_step(keys=keys, args=args)
         except UNAVAILABLE_ERRORS as err:
             raise StoreUnavailable(str(err) or type(err).__name__) from err
-        outcome = _text(reply[0])
+        outcome = as_text(reply[0])
         if outcome == "replayed_nonce":
             raise ReplayedNonce(f"nonce {nonce!r} already authenticated another request")
         return StepResult(
             outcome=Outcome(outcome),
-            from_state=_text(reply[1]),
-            to_state=_text(reply[2]),
+            from_state=as_text(reply[1]),
+            to_state=as_text(reply[2]),
             attempt=int(reply[3]),
             version=int(reply[4]),
-            entry_id=_text(reply[5]) or None,
+            entry_id=as_text(reply[5]) or None,
         )
 
     async def _claim_nonce(self, event: CallEvent, nonce: str) -> None:
@@ -346,7 +347,7 @@ class CallStore:
             seen = await self.redis.get(key)
         except UNAVAILABLE_ERRORS as err:
             raise StoreUnavailable(str(err) or type(err).__name__) from err
-        if seen is not None and _text(seen) != event.dedupe_key:
+        if seen is not None and as_text(seen) != event.dedupe_key:
             raise ReplayedNonce(f"nonce {nonce!r} already authenticated another request")
 
     async def get_call(self, source: str, call_id: str) -> CallRecord | None:
@@ -359,7 +360,7 @@ class CallStore:
                 fields, ttl = await pipe.execute()
             if fields[2] is None:
                 return None
-            entry_ids = _text(fields[3]).split() if fields[3] else []
+            entry_ids = as_text(fields[3]).split() if fields[3] else []
             history: list[dict[str, Any]] = []
             if entry_ids:
                 stream = self.keys.transitions_of(source, call_id)
@@ -377,8 +378,8 @@ class CallStore:
         return CallRecord(
             source=source,
             call_id=call_id,
-            provider=_text(fields[4]) if fields[4] else "",
-            state=_text(fields[0]) if fields[0] else "new",
+            provider=as_text(fields[4]) if fields[4] else "",
+            state=as_text(fields[0]) if fields[0] else "new",
             attempt=int(fields[1] or 1),
             version=int(fields[2]),
             updated_at_ms=int(fields[5] or 0),

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from receiver.commands import connection
 from receiver.commands.connection import Target
+from statemachine.store import as_text
 
 LAG_SCAN_LIMIT = 10_000
 
@@ -32,10 +33,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     return connection.execute("stats", args, work)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:
@@ -76,8 +73,8 @@ async def stream_stats(redis: Redis, stream: str) -> dict[str, Any]:
         "stream": stream,
         "exists": True,
         "length": int(info["length"]),
-        "first_id": _text(first[0]) if first else None,
-        "last_id": _text(last[0]) if last else None,
+        "first_id": as_text(first[0]) if first else None,
+        "last_id": as_text(last[0]) if last else None,
         "groups": [],
     }
     for group in await redis.xinfo_groups(stream):
@@ -86,8 +83,8 @@ async def stream_stats(redis: Redis, stream: str) -> dict[str, Any]:
 
 
 async def group_stats(redis: Redis, stream: str, summary: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
-    name = _text(group["name"])
-    last_delivered = _text(group["last-delivered-id"])
+    name = as_text(group["name"])
+    last_delivered = as_text(group["last-delivered-id"])
     lag = group.get("lag")
     consumers = await redis.xinfo_consumers(stream, name)
     return {
@@ -96,7 +93,7 @@ async def group_stats(redis: Redis, stream: str, summary: dict[str, Any], group:
         "last_delivered_id": last_delivered,
         "lag": int(lag) if lag is not None else await counted_lag(redis, stream, summary, last_delivered),
         "consumers": [
-            {"name": _text(c["name"]), "pending": int(c["pending"]), "idle_ms": int(c["idle"])} for c in consumers
+            {"name": as_text(c["name"]), "pending": int(c["pending"]), "idle_ms": int(c["idle"])} for c in consumers
         ],
     }
 
