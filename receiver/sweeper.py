@@ -34,10 +34,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+from redis.asyncio import Redis
+
 from receiver.reconcile import CLIENTS, ApiConfig, Finding, GetCallClient, ReconcileError, ask
 from receiver.settings import ConfigError, Settings, Source
 from statemachine.errors import StoreUnavailable
 from statemachine.events import CallEvent
+from statemachine.keys import Keys
 from statemachine.machine import Outcome
 from statemachine.states import Trigger, is_terminal
 from statemachine.store import UNAVAILABLE_ERRORS, CallStore, as_text
@@ -130,10 +134,11 @@ class Sweeper:
         """A source that is no longer configured keeps the default limit, without reconciliation."""
         return self.policies.get(source, self.default_policy)
 
-    async def stuck_calls(self, now_ms: int) -> AsyncIterator[tuple[int, list[StuckCall]]]:
+    async def stuck_calls(self, now_ms: int, *, stale_only: bool = True) -> AsyncIterator[tuple[int, list[StuckCall]]]:
         """Batches of stuck calls, each with how many call hashes it covered, over every partition.
 
-        ``scan_iter`` also walks every primary of a Redis Cluster client.
+        ``stale_only=False`` yields every call in a non-terminal state, however recent (the console lists
+        them). ``scan_iter`` also walks every primary of a Redis Cluster client.
         """
         keys = self.store.keys
         for partition in range(keys.partitions):
@@ -142,12 +147,12 @@ class Sweeper:
             async for found in self.store.redis.scan_iter(match=keys.call_pattern(partition), count=self.scan_count):
                 batch.append(as_text(found))
                 if len(batch) >= self.scan_count:
-                    yield len(batch), await self._read(batch, call_prefix, now_ms)
+                    yield len(batch), await self._read(batch, call_prefix, now_ms, stale_only)
                     batch = []
             if batch:
-                yield len(batch), await self._read(batch, call_prefix, now_ms)
+                yield len(batch), await self._read(batch, call_prefix, now_ms, stale_only)
 
-    async def _read(self, names: list[str], call_prefix: str, now_ms: int) -> list[StuckCall]:
+    async def _read(self, names: list[str], call_prefix: str, now_ms: int, stale_only: bool) -> list[StuckCall]:
         async with self.store.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hmget(name, "state", "attempt", "version", "updated_at", "provider")
@@ -155,17 +160,17 @@ class Sweeper:
         return [
             call
             for name, row in zip(names, rows, strict=True)
-            if (call := self._stuck(name[len(call_prefix) :], row, now_ms))
+            if (call := self._stuck(name[len(call_prefix) :], row, now_ms, stale_only))
         ]
 
-    def _stuck(self, name: str, row: list[Any], now_ms: int) -> StuckCall | None:
+    def _stuck(self, name: str, row: list[Any], now_ms: int, stale_only: bool) -> StuckCall | None:
         """``name`` is the key without its partition's call prefix: ``<source>:<call id>``."""
         state, attempt, version, updated_at, provider = (None if v is None else as_text(v) for v in row)
         if version is None or state is None or is_terminal(state):
             return None  # expired since SCAN saw it, or not (yet) a call in progress
         source, _, call_id = name.partition(":")
         updated = int(updated_at or 0)
-        if now_ms - updated < self.policy(source).stale_after_ms:
+        if stale_only and now_ms - updated < self.policy(source).stale_after_ms:
             return None
         return StuckCall(source, call_id, provider or "", state, int(attempt or 1), int(version), updated)
 
@@ -173,11 +178,21 @@ class Sweeper:
         """One pass over every call. Raises `StoreUnavailable` when Redis cannot be reached."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         report = SweepReport()
+        started = time.monotonic()
         async for scanned, calls in self.stuck_calls(now_ms):
             report.scanned += scanned
             report.stuck += len(calls)
             await asyncio.gather(*(self._settle_limited(call, report) for call in calls))
+        await self._record(now_ms, time.monotonic() - started, report)
         return report
+
+    async def _record(self, now_ms: int, seconds: float, report: SweepReport) -> None:
+        """Keep the latest sweep's time and report where operators look (`last_sweep`)."""
+        status = {"at_ms": now_ms, "duration_ms": round(seconds * 1000), "report": report.as_dict()}
+        try:
+            await self.store.redis.set(self.store.keys.sweeper_status(), orjson.dumps(status))
+        except UNAVAILABLE_ERRORS as err:
+            raise StoreUnavailable(str(err) or type(err).__name__) from err
 
     async def _settle_limited(self, call: StuckCall, report: SweepReport) -> None:
         async with self._limit:
@@ -255,6 +270,12 @@ class Sweeper:
                 "reconciliation": failure,
             },
         )
+
+
+async def last_sweep(redis: Redis, keys: Keys) -> dict[str, Any] | None:
+    """The latest sweep's ``at_ms``, ``duration_ms`` and ``report`` (any sweeper process), or None."""
+    raw = await redis.get(keys.sweeper_status())
+    return orjson.loads(raw) if raw else None
 
 
 async def run_periodically(sweeper: Sweeper, interval_s: float, stop: asyncio.Event) -> None:

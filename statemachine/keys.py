@@ -73,6 +73,10 @@ class Keys:
         """Lease held by the one process running a stuck-call sweep; expires on its own (sweep interval)."""
         return f"{self.prefix}:sweeper:lease"
 
+    def sweeper_status(self) -> str:
+        """JSON of the latest sweep (time, duration, report), overwritten by each sweep; read by the console."""
+        return f"{self.prefix}:sweeper:last"
+
     def sink_record(self, sink: str, external_id: str) -> str:
         """Hash mapping a call's external id to the record a sink created for it (uid, last version sent).
 

@@ -17,11 +17,11 @@ import redis
 
 from receiver import redis_client
 from receiver.commands import connection
+from receiver.queries.transitions import KINDS, Filter
 from receiver.settings import ConfigError
 from statemachine.states import CallState
 from statemachine.store import entry_fields
 
-KINDS = ("transition", "annotation")
 STATES = ["new", *(state.value for state in CallState)]
 COLUMNS = f"{'TIME (UTC)':<12} {'ID':<17} {'KIND':<10} {'SOURCE':<12} {'CALL':<38} TRANSITION"
 
@@ -38,17 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=KINDS, help="only transitions or only annotations")
     parser.add_argument("--partition", type=int, default=0, help="which partition's transitions stream (default 0)")
     connection.add_arguments(parser)
-
-
-def matches(entry: dict[str, Any], args: argparse.Namespace) -> bool:
-    wanted = {
-        "source": args.source,
-        "provider": args.provider,
-        "call_id": args.call,
-        "to_state": args.state,
-        "kind": getattr(args, "kind", None),
-    }
-    return all(value is None or entry.get(name) == value for name, value in wanted.items())
 
 
 def entry_time(entry_id: str) -> str:
@@ -88,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     client = redis_client.sync_client(target.redis_url, timeout_s=connection.TIMEOUT_S * 2)
     stream = target.keys.transitions(args.partition)
     last = args.start
+    where = Filter(args.source, args.provider, args.call, args.state, args.kind)
     printed = 0
     if not args.json:
         print(COLUMNS, flush=True)
@@ -102,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             for entry_id, fields in replies[0][1]:
                 last = entry_id.decode()
                 entry = entry_fields(fields)
-                if matches(entry, args):
+                if where.matches(entry):
                     print(render(last, entry, args.json), flush=True)
                     printed += 1
                     if args.limit is not None and printed >= args.limit:
