@@ -22,6 +22,26 @@ UVICORN_FLAGS = ("--host", "127.0.0.1", "--no-access-log", "--log-level", "warni
 UVICORN_FLAGS += ("--http", "httptools", "--backlog", "4096", "--timeout-keep-alive", "30")
 
 
+#: The yardstick as shipped, beside the repository; `bench/yardstick_app.py` is a byte-for-byte copy of it
+#: (tests/test_bench_yardstick.py), used where the shared one is absent.
+SHARED_YARDSTICK = ROOT.parent / "shared" / "bench" / "yardstick_app.py"
+COPIED_YARDSTICK = ROOT / "bench" / "yardstick_app.py"
+
+
+def yardstick_file() -> Path:
+    """The shared yardstick when present, else the project's copy of it."""
+    return SHARED_YARDSTICK if SHARED_YARDSTICK.exists() else COPIED_YARDSTICK
+
+
+def app_target(app: str) -> list[str]:
+    """uvicorn's arguments naming ``app`` (``yardstick``, ``pooled`` or ``receiver``)."""
+    if app == "yardstick":
+        return ["--app-dir", str(yardstick_file().parent), "yardstick_app:app"]
+    if app == "pooled":
+        return ["bench.yardstick_pooled:app"]
+    return ["receiver.asgi:app", "--factory"]
+
+
 def redis_binary() -> str:
     """The system redis-server (newer), else the one the embedded mode uses."""
     found = shutil.which("redis-server")
@@ -120,9 +140,9 @@ def start_redis(directory: Path, *, appendonly: bool = False, binary: str | None
 
 
 def start_app(app: str, *, workers: int, redis_url: str, config: Path, log: Path) -> Server:
-    """``app`` is ``yardstick`` or ``receiver``; both run under the same uvicorn flags."""
+    """``app`` is ``yardstick``, ``pooled`` or ``receiver`` (`app_target`); all run under the same uvicorn flags."""
     port = free_port()
-    target = ["bench.yardstick_app:app"] if app == "yardstick" else ["receiver.asgi:app", "--factory"]
+    target = app_target(app)
     env = {**os.environ, "REDIS_URL": redis_url, "CALLSTREAM_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "uvicorn", *target, "--port", str(port), "--workers", str(workers)]
     with log.open("ab") as out:

@@ -50,40 +50,54 @@ def _groups(rounds: Sequence[Round]) -> dict[tuple[str, str], list[Round]]:
     return groups
 
 
-def load_tables(rounds: Sequence[Round]) -> str:
-    """A summary per scenario (medians and per-round ratios) and every round in detail."""
-    summary = []
-    for (name, setup), group in _groups(rounds).items():
-        by_app = {app: [r for r in group if r.app == app] for app in ("yardstick", "receiver")}
-        ratios = []
-        for index in sorted({r.index for r in group}):
-            pair = {r.app: r.result for r in group if r.index == index}
-            if len(pair) == 2 and pair["yardstick"].rps:
-                ratios.append(pair["receiver"].rps / pair["yardstick"].rps)
-        scenario = group[0].scenario
-        medians = {
-            app: {
-                key: statistics.median(getattr(r.result, key) for r in rs) if rs else 0
-                for key in ("rps", "p50", "p99", "p999")
-            }
-            for app, rs in by_app.items()
+#: Labels of the apps in the tables.
+LABELS = {"yardstick": "yardstick", "pooled": "yardstick, pool-matched", "receiver": "receiver"}
+
+
+def _summary_row(group: Sequence[Round], baseline: str) -> list[Any]:
+    """One scenario's medians and per-round ratios receiver / ``baseline`` (``yardstick`` or ``pooled``)."""
+    scenario = group[0].scenario
+    by_app = {app: [r for r in group if r.app == app] for app in (baseline, "receiver")}
+    ratios = []
+    for index in sorted({r.index for r in group}):
+        pair = {r.app: r.result for r in group if r.index == index}
+        if baseline in pair and "receiver" in pair and pair[baseline].rps:
+            ratios.append(pair["receiver"].rps / pair[baseline].rps)
+    medians = {
+        app: {
+            key: statistics.median(getattr(r.result, key) for r in rs) if rs else 0
+            for key in ("rps", "p50", "p99", "p999")
         }
-        errors = {app: sum(r.result.unexpected_errors(scenario.expected) for r in rs) for app, rs in by_app.items()}
-        summary.append(
-            [
-                name,
-                setup,
-                scenario.connections,
-                f"{group[0].rate:.0f}/s" if group[0].rate else "max",
-                f"{medians['yardstick']['rps']:.0f}",
-                f"{medians['receiver']['rps']:.0f}",
-                " ".join(f"{ratio:.2f}" for ratio in ratios),
-                f"**{statistics.median(ratios):.2f}**" if ratios else "-",
-                " / ".join(ms(medians["yardstick"][k]) for k in ("p50", "p99", "p999")),
-                " / ".join(ms(medians["receiver"][k]) for k in ("p50", "p99", "p999")),
-                f"{errors['yardstick']} / {errors['receiver']}",
-            ]
-        )
+        for app, rs in by_app.items()
+    }
+    errors = {app: sum(r.result.unexpected_errors(scenario.expected) for r in rs) for app, rs in by_app.items()}
+    name = scenario.name if baseline == "yardstick" else f"{scenario.name}, against the {LABELS[baseline]} one"
+    return [
+        name,
+        scenario.setup,
+        scenario.connections,
+        f"{group[0].rate:.0f}/s" if group[0].rate else "max",
+        f"{medians[baseline]['rps']:.0f}",
+        f"{medians['receiver']['rps']:.0f}",
+        " ".join(f"{ratio:.2f}" for ratio in ratios),
+        f"**{statistics.median(ratios):.2f}**" if ratios else "-",
+        " / ".join(ms(medians[baseline][k]) for k in ("p50", "p99", "p999")),
+        " / ".join(ms(medians["receiver"][k]) for k in ("p50", "p99", "p999")),
+        f"{errors[baseline]} / {errors['receiver']}",
+    ]
+
+
+def load_tables(rounds: Sequence[Round]) -> str:
+    """A summary per scenario (medians and per-round ratios) and every round in detail.
+
+    Every verdict is against the unmodified yardstick; a scenario that also loaded the pool-matched
+    yardstick gets a second, labelled line against it.
+    """
+    summary = []
+    for group in _groups(rounds).values():
+        summary.append(_summary_row(group, "yardstick"))
+        if any(r.app == "pooled" for r in group):
+            summary.append(_summary_row(group, "pooled"))
     detail = []
     for r in rounds:
         res = r.result
@@ -91,7 +105,7 @@ def load_tables(rounds: Sequence[Round]) -> str:
             [
                 r.scenario.name,
                 r.scenario.setup,
-                r.app,
+                LABELS[r.app],
                 r.index,
                 f"{res.rps:.0f}",
                 ms(res.p50),
@@ -174,6 +188,18 @@ def _version(command: list[str]) -> str:
     return (output.stdout or output.stderr).strip().splitlines()[0] if (output.stdout or output.stderr) else "?"
 
 
+def _yardstick() -> str:
+    """Which yardstick file was loaded, with its digest (the shared one's and the copy's are equal)."""
+    import hashlib
+
+    from bench.procs import SHARED_YARDSTICK, yardstick_file
+
+    path = yardstick_file()
+    where = "the shared one" if path == SHARED_YARDSTICK else "the project's byte-for-byte copy"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"`{path.name}`, unmodified ({where}; sha256 {digest[:16]})"
+
+
 def environment(
     versions: dict[str, str],
     load_before: tuple[float, float, float],
@@ -194,6 +220,7 @@ def environment(
         ],
         ["redis-server", versions.get("redis", "?")],
         *([["redis-server (scale-out)", versions["redis (scale-out)"]]] if "redis (scale-out)" in versions else []),
+        ["yardstick", _yardstick()],
         ["load tool", _version(["wrk", "--version"])],
         ["command", "`" + shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]) + "`"],
         ["started", time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started))],
