@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from receiver import redis_client, sweeper
+from receiver.console import routes as console
 from receiver.errors import ReceiverError
 from receiver.metrics import Metrics
 from receiver.observe import ObserveRequests
@@ -29,8 +30,9 @@ from statemachine.store import CallStore
 
 log = logging.getLogger("callstream.receiver")
 
-#: Route modules, each exposing ``routes(settings) -> list[Route]``.
-ROUTE_MODULES = (webhooks, health, calls, metrics, openapi)
+#: Route modules, each exposing ``routes(settings) -> list[Route]``. Webhooks first: the router tries routes
+#: in order, so a webhook request matches before any other route is looked at; the console comes last.
+ROUTE_MODULES = (webhooks, health, calls, metrics, openapi, console)
 
 
 async def on_receiver_error(_request: Request, exc: Exception) -> Response:
@@ -68,7 +70,10 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Starlette:
         )
         app.state.pipeline = Pipeline(store, app.state.metrics)
         try:
-            async with sweeper.periodic(settings, app.state.pipeline.store):
+            async with (
+                sweeper.periodic(settings, app.state.pipeline.store),
+                console.connection(app, settings, shared=redis is not None),
+            ):
                 yield
         finally:
             if redis is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -12,6 +11,7 @@ from redis.asyncio import Redis
 
 from receiver.commands import connection
 from receiver.commands.connection import Target
+from receiver.timefmt import duration, iso_ms
 from statemachine.store import CallRecord, CallStore
 
 
@@ -35,23 +35,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     return connection.execute("calls", args, show)
-
-
-def iso_ms(ms: int) -> str:
-    """Unix milliseconds as ISO 8601 UTC with milliseconds."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def duration(ms: int) -> str:
-    """A TTL as days/hours/minutes/seconds; ``ms < 0`` means no expiry."""
-    if ms < 0:
-        return "never"
-    seconds = ms // 1000
-    days, seconds = divmod(seconds, 86400)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
-    return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"
 
 
 def history_line(entry: dict[str, Any]) -> str:

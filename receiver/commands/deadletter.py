@@ -15,10 +15,11 @@ from redis.asyncio import Redis
 
 from receiver import deadletter
 from receiver.commands import connection
-from receiver.commands.calls import iso_ms
 from receiver.commands.connection import Target, Work
 from receiver.pipeline import Pipeline
-from receiver.queries.deadletters import counts, is_entry_id, masked, redrive
+from receiver.queries import is_entry_id
+from receiver.queries.deadletters import counts, masked, redrive
+from receiver.timefmt import iso_ms
 from statemachine.store import CallStore
 
 

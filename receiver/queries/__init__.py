@@ -3,3 +3,14 @@
 Each function takes a Redis client and key names (or the pipeline) and returns plain data; printing a
 table or rendering a page is left to the caller.
 """
+
+from __future__ import annotations
+
+import re
+
+_ENTRY_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+
+
+def is_entry_id(text: str) -> bool:
+    """Whether ``text`` is a stream entry id (``<ms>-<seq>`` or ``<ms>``), as Redis would accept it."""
+    return _ENTRY_ID.fullmatch(text) is not None

@@ -10,7 +10,6 @@ in the stream once. Used by ``callstream deadletter`` and by the console.
 from __future__ import annotations
 
 import hmac
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from receiver.deadletter import DeadLetter
 from receiver.delivery import Delivery
 from receiver.errors import ReceiverError, RedisUnavailable, http_error
 from receiver.pipeline import Pipeline
+from receiver.queries import is_entry_id
 from receiver.settings import Settings, Source
 from statemachine.keys import Keys
 
@@ -33,14 +33,6 @@ PAGE = 500
 
 #: What a redrive can report for one entry, in the order summaries list them.
 STATUSES = ("redriven", "failed", "kept", "missing")
-
-
-_ENTRY_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
-
-
-def is_entry_id(text: str) -> bool:
-    """Whether ``text`` is a stream entry id (``<ms>-<seq>`` or ``<ms>``): anything else is no dead letter."""
-    return _ENTRY_ID.fullmatch(text) is not None
 
 
 def secret_values(source: Source | None) -> list[str]:

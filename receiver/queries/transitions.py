@@ -114,8 +114,10 @@ class WindowCounts:
     complete: bool
 
 
-async def window_counts(redis: Redis, keys: Keys, since_ms: int, limit: int = 20_000) -> WindowCounts:
-    """Count the entries added since ``since_ms``, at most ``limit`` per partition."""
+async def window_counts(
+    redis: Redis, keys: Keys, since_ms: int, where: Filter | None = None, limit: int = 20_000
+) -> WindowCounts:
+    """Count the matching entries added since ``since_ms``, looking at most at ``limit`` per partition."""
     replies = await _each(
         redis, keys.all_transitions(), lambda pipe, stream: pipe.xrange(stream, str(since_ms), "+", count=limit)
     )
@@ -123,10 +125,12 @@ async def window_counts(redis: Redis, keys: Keys, since_ms: int, limit: int = 20
     outcomes: Counter[str] = Counter()
     for rows in replies:
         for _entry_id, raw in rows:
-            fields_ = {as_text(key): as_text(value) for key, value in raw.items() if as_text(key) != "event"}
-            kinds[fields_.get("kind", "")] += 1
-            state = fields_.get("to_state", "")
-            if fields_.get("kind") == "transition" and is_terminal(state):
+            flat = {as_text(key): as_text(value) for key, value in raw.items() if as_text(key) != "event"}
+            if where is not None and not where.matches(flat):
+                continue
+            kinds[flat.get("kind", "")] += 1
+            state = flat.get("to_state", "")
+            if flat.get("kind") == "transition" and is_terminal(state):
                 outcomes[state] += 1
     return WindowCounts(
         since_ms=since_ms,
