@@ -51,7 +51,7 @@ def _route(source: str, dest: str, boxes: dict[str, Point]) -> tuple[str, Point]
     (sx, sy), (dx, dy) = boxes[source], boxes[dest]
     if is_terminal(source):  # a re-dial: from the terminal's top, over the row, down into `created`
         start, end = (sx + BOX_W / 2, sy), (dx + BOX_W / 2, dy)
-        lift = min(sy, dy) - 70
+        lift = 10.0  # just inside the top edge, above every arc of the row
         return (
             f"M{start[0]:.0f},{start[1]:.0f} C{start[0]:.0f},{lift:.0f} {end[0]:.0f},{lift:.0f} "
             f"{end[0]:.0f},{end[1]:.0f}",

@@ -54,8 +54,12 @@ def entry_ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
+#: The flat fields of an entry, present (empty when missing) in every entry these functions return.
+FLAT_FIELDS = ("kind", "source", "provider", "call_id", "from_state", "to_state", "name", "version", "attempt")
+
+
 def _entry(stream: str, entry_id: Any, raw: Mapping[Any, Any]) -> dict[str, Any]:
-    return {"id": as_text(entry_id), "stream": stream, **entry_fields(dict(raw))}
+    return {**dict.fromkeys(FLAT_FIELDS, ""), "id": as_text(entry_id), "stream": stream, **entry_fields(dict(raw))}
 
 
 async def _each(redis: Redis, streams: Sequence[str], command: Callable[[Any, str], Any]) -> list[Any]:
