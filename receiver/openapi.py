@@ -265,6 +265,25 @@ def build_spec(source_examples: Sequence[str] = ()) -> dict[str, Any]:
                     },
                 }
             },
+            "/console": {
+                "get": {
+                    "summary": "The operator console (HTML pages under /console/, see docs/console.md)",
+                    "description": "Logs in with the console token (a session cookie) or takes it as a bearer token.",
+                    "operationId": "console",
+                    "security": [{"operatorToken": []}],
+                    "responses": {
+                        "200": {
+                            "description": "The Live page",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        },
+                        "303": {"description": "Not logged in: to the login form"},
+                        "403": {
+                            "description": "No operator token is configured",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        },
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This description",

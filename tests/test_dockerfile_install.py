@@ -25,7 +25,8 @@ def copied_paths() -> list[str]:
 
 @pytest.mark.slow
 def test_dockerfile_copy_and_install_step_builds_a_working_command(tmp_path: Path) -> None:
-    """What the image copies is enough for `pip install .`, and the installed `callstream` runs."""
+    """What the image copies is enough for `pip install .`, the installed `callstream` runs, and the console's
+    templates and assets are installed with it."""
     context = tmp_path / "context"
     context.mkdir()
     for name in copied_paths():
@@ -59,3 +60,18 @@ def test_dockerfile_copy_and_install_step_builds_a_working_command(tmp_path: Pat
         check=True,
     )
     assert int(script.stdout) > 1000
+    # The console's templates and assets are package data: the installed (not editable) package has them.
+    console = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "from receiver.console import render, routes; import os; render.ENV.get_template('call.html');"
+            "print(sorted(os.listdir(routes.STATIC)))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert console.stdout.split() == ["['console.css',", "'live.js']"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from receiver import logs
+from receiver.console import access as console_access
 from receiver.embedded import EmbeddedRedis
 from receiver.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from receiver.providers import PROVIDERS
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"callstream: follow transitions with: REDIS_URL={url} callstream tail")
     if args.config:
         os.environ["CALLSTREAM_CONFIG"] = str(Path(args.config).resolve())
+    print(console_access.announce(settings, host, port, os.environ))
     # uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown; turning it into SystemExit lets the
     # embedded Redis below be stopped (and its append-only file flushed) before the process exits.
     signal.signal(signal.SIGTERM, _exit_cleanly)

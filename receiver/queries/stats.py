@@ -49,7 +49,7 @@ async def stream_stats(redis: Redis, stream: str) -> dict[str, Any]:
     try:
         info = await redis.xinfo_stream(stream)
     except redis_errors.ResponseError:  # no such key
-        return {"stream": stream, "exists": False, "length": 0, "groups": []}
+        return {"stream": stream, "exists": False, "length": 0, "first_id": None, "last_id": None, "groups": []}
     first, last = info.get("first-entry"), info.get("last-entry")
     summary: dict[str, Any] = {
         "stream": stream,
