@@ -64,13 +64,15 @@ def parse_form(text: str) -> list[tuple[str, str]]:
 
 
 class Delivery:
-    """A request to ``POST /webhooks/<source>``. Header names are lower-case.
+    """A request to ``/webhooks/<source>``. Header names are lower-case.
 
     ``url`` is the public URL the provider called (the source's configured ``public_url`` when set,
-    since TLS usually ends at a proxy); signature schemes that sign the URL use it.
+    since TLS usually ends at a proxy), with the request's query; signature schemes that sign the URL
+    use it. A GET callback (Twilio ``StatusCallbackMethod=GET``, Plivo and Vobiz ``*_method=GET``,
+    Vonage ``event_method=GET``) carries its fields in that query instead of a body.
     """
 
-    __slots__ = ("_form", "_json", "body", "headers", "method", "received_at", "source", "url")
+    __slots__ = ("_form", "_json", "_query", "body", "headers", "method", "received_at", "source", "url")
 
     def __init__(
         self,
@@ -89,6 +91,7 @@ class Delivery:
         self.method = method
         self._form: list[tuple[str, str]] | None = None
         self._json: dict[str, Any] | None = None
+        self._query: list[tuple[str, str]] | None = None
 
     @property
     def media_type(self) -> str:
@@ -99,19 +102,21 @@ class Delivery:
         """The body as form fields in order, repeated names kept."""
         if self._form is None:
             try:
-                self._form = parse_form(self.body.decode("utf-8"))
+                text = self.body.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise PayloadError(f"form body is not valid UTF-8 at byte {err.start}") from err
-            except ValueError as err:
-                raise PayloadError(f"malformed form body: {err}") from err
+            self._form = _parsed_pairs(text, "form body")
         return self._form
+
+    def query_pairs(self) -> list[tuple[str, str]]:
+        """The URL's query string as fields in order, repeated names kept: a GET callback's fields."""
+        if self._query is None:
+            self._query = _parsed_pairs(urllib.parse.urlsplit(self.url).query, "query string")
+        return self._query
 
     def form(self) -> dict[str, str]:
         """The body as form fields, first value of each name."""
-        fields: dict[str, str] = {}
-        for name, value in self.form_pairs():
-            fields.setdefault(name, value)
-        return fields
+        return _first_values(self.form_pairs())
 
     def json(self) -> dict[str, Any]:
         """The body as a JSON object."""
@@ -130,7 +135,10 @@ class Delivery:
         return self._json
 
     def fields(self, accepted: tuple[str, ...] = (FORM, JSON)) -> dict[str, Any]:
-        """The body parsed by its Content-Type, which must be one of ``accepted``."""
+        """The callback's fields: a GET's query string, else the body parsed by its Content-Type, which must
+        be one of ``accepted``."""
+        if self.method == "GET":
+            return _first_values(self.query_pairs())
         media_type = self.media_type
         if media_type not in accepted:
             raise UnsupportedContentType(
@@ -138,3 +146,19 @@ class Delivery:
                 + ", ".join(accepted)
             )
         return self.json() if media_type == JSON else self.form()
+
+
+def _parsed_pairs(text: str, what: str) -> list[tuple[str, str]]:
+    try:
+        return parse_form(text)
+    except UnicodeDecodeError as err:
+        raise PayloadError(f"{what} has percent-escapes that are not UTF-8") from err
+    except ValueError as err:
+        raise PayloadError(f"malformed {what}: {err}") from err
+
+
+def _first_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields

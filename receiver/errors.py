@@ -25,6 +25,10 @@ class BodyTooLarge(ReceiverError):
     """The body is over the configured limit."""
 
 
+class MethodNotAllowed(ReceiverError):
+    """The request's HTTP method is not one the source's provider calls with (every provider POSTs; some GET)."""
+
+
 class UnsupportedContentType(ReceiverError):
     """The body's Content-Type is not one the provider sends."""
 
@@ -73,6 +77,7 @@ class UnknownCall(ReceiverError):
 HTTP_ERRORS: dict[type[ReceiverError], tuple[int, str]] = {
     UnknownSource: (404, "unknown_source"),
     BodyTooLarge: (413, "body_too_large"),
+    MethodNotAllowed: (405, "method_not_allowed"),
     UnsupportedContentType: (415, "unsupported_content_type"),
     PayloadError: (400, "malformed_body"),
     MissingField: (422, "missing_field"),

@@ -16,12 +16,14 @@ import orjson
 
 from receiver.errors import (
     HTTP_ERRORS,
+    MethodNotAllowed,
     OperatorAccessDisabled,
     OperatorAuthError,
     ReceiverError,
     RedisUnavailable,
     UnknownCall,
     UnknownSource,
+    UnsupportedContentType,
 )
 from statemachine.definition import ALL_STATES
 from statemachine.machine import Outcome
@@ -42,8 +44,16 @@ LOOKUP_ERRORS: tuple[type[ReceiverError], ...] = (
 METRICS_ERRORS: tuple[type[ReceiverError], ...] = (OperatorAuthError,)
 
 
-def webhook_errors() -> tuple[type[ReceiverError], ...]:
-    return tuple(cls for cls in HTTP_ERRORS if cls not in _OPERATOR_ONLY)
+#: Errors a webhook cannot answer for one method: every provider POSTs, and a GET has no body to type.
+_NOT_FOR_METHOD: dict[str, frozenset[type[ReceiverError]]] = {
+    "post": frozenset({MethodNotAllowed}),
+    "get": frozenset({UnsupportedContentType}),
+}
+
+
+def webhook_errors(method: str = "post") -> tuple[type[ReceiverError], ...]:
+    excluded = _OPERATOR_ONLY | _NOT_FOR_METHOD[method]
+    return tuple(cls for cls in HTTP_ERRORS if cls not in excluded)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -167,7 +177,7 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def _webhook_operation(source_examples: Sequence[str]) -> dict[str, Any]:
+def _webhook_operation(source_examples: Sequence[str], method: str = "post") -> dict[str, Any]:
     body_schema = {"type": "object", "additionalProperties": {"type": "string"}}
     return {
         "summary": "Receive a provider's call-status callback",
@@ -190,8 +200,23 @@ def _webhook_operation(source_examples: Sequence[str]) -> dict[str, Any]:
                 "description": "Processed: one result per canonical event (applied, annotation, duplicate or late)",
                 "content": {JSON: {"schema": _ref("WebhookAccepted")}},
             },
-            **error_responses(webhook_errors()),
+            **error_responses(webhook_errors(method)),
         },
+    }
+
+
+def _webhook_get_operation(source_examples: Sequence[str]) -> dict[str, Any]:
+    operation = _webhook_operation(source_examples, "get")
+    del operation["requestBody"]
+    return {
+        **operation,
+        "summary": "Receive a provider's call-status callback sent with GET",
+        "description": (
+            "For providers configured to call with GET (Twilio `StatusCallbackMethod=GET`, Plivo and Vobiz "
+            "`*_method=GET`, Vonage `event_method=GET`): the callback's fields are the query parameters, "
+            "authenticated as that provider signs a GET. Other providers' sources answer 405."
+        ),
+        "operationId": "receiveWebhookGet",
     }
 
 
@@ -231,7 +256,10 @@ def build_spec(source_examples: Sequence[str] = ()) -> dict[str, Any]:
             "description": "Voice providers' call-status webhooks in, one canonical call lifecycle out.",
         },
         "paths": {
-            "/webhooks/{source}": {"post": _webhook_operation(source_examples)},
+            "/webhooks/{source}": {
+                "post": _webhook_operation(source_examples),
+                "get": _webhook_get_operation(source_examples),
+            },
             "/calls/{source}/{call_id}": {"get": _lookup_operation(source_examples)},
             "/healthz": {
                 "get": {

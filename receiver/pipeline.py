@@ -13,7 +13,14 @@ from redis.asyncio import Redis
 
 from receiver import deadletter, logs
 from receiver.delivery import Delivery
-from receiver.errors import ReceiverError, RedisUnavailable, ReplayedRequest, SignatureError, http_error
+from receiver.errors import (
+    MethodNotAllowed,
+    ReceiverError,
+    RedisUnavailable,
+    ReplayedRequest,
+    SignatureError,
+    http_error,
+)
 from receiver.metrics import Metrics
 from receiver.providers import PROVIDERS
 from statemachine.errors import ReplayedNonce, StoreUnavailable
@@ -44,6 +51,11 @@ class Pipeline:
         adapter = PROVIDERS[delivery.source.provider]
         source = delivery.source.name
         logs.bind(source=source)
+        if delivery.method not in adapter.methods:
+            raise MethodNotAllowed(
+                f"{adapter.name} callbacks use {' or '.join(adapter.methods)}, not {delivery.method}",
+                method=delivery.method,
+            )
         nonce = None
         if delivery.source.verify and not verified:
             try:

@@ -3,13 +3,19 @@
 A scenario is a JSON file::
 
     {"name": "...", "provider": "vobiz", "description": "...", "call_ids": ["..."],
+     "origin": {...},
      "requests": [{"path": "/webhooks/vobiz", "content_type": "...", "headers": {...},
                    "body": "raw text" | "json": {...}, "expect": "applied"}],
      "expect": {"calls": {"<call id>": {"state": "completed", "attempt": 1}},
                 "entries": [{"kind": "transition", "call_id": "...", "from_state": "new", "to_state": "ringing"}]}}
 
-``body`` is sent byte for byte; ``json`` is serialized compactly. Requests are signed at send time
-when a secret is given, as the provider would sign them.
+``body`` is sent byte for byte; ``json`` is serialized compactly. A GET callback has ``"method": "GET"``
+and its fields as ``"query"`` (raw text, sent byte for byte after ``?``), no body and no content type.
+Requests are signed at send time when a secret is given, as the provider would sign them.
+
+``origin`` (optional) says where a payload published by a provider or captured in public comes from:
+``{"url": "..."}`` for a documentation page, or ``{"repository": "owner/name", "path": "...", "commit":
+"..."}``, plus ``"represents"``: what the payload is. Scenarios written by this project have none.
 """
 
 from __future__ import annotations
@@ -36,10 +42,17 @@ class ScenarioRequest:
     headers: dict[str, str] = field(default_factory=dict)
     method: str = "POST"
     expect: str | None = None
+    query: str = ""
+
+    @property
+    def target(self) -> str:
+        """The path with the query, as the request line carries it."""
+        return f"{self.path}?{self.query}" if self.query else self.path
 
     def signed_headers(self, provider: str, url: str, secret: str | None, now: float | None = None) -> dict[str, str]:
-        """Headers to send: the recorded ones, Content-Type, and a fresh signature when ``secret`` is set."""
-        headers = {"Content-Type": self.content_type, **self.headers}
+        """Headers to send: the recorded ones, Content-Type (when there is a body), and a fresh signature when
+        ``secret`` is set. ``url`` is the full URL the request goes to, with its query."""
+        headers = {**({"Content-Type": self.content_type} if self.content_type else {}), **self.headers}
         if secret is not None:
             outgoing = OutgoingRequest(url=url, body=self.body, content_type=self.content_type, method=self.method)
             headers.update(PROVIDERS[provider].sign(outgoing, secret, time.time() if now is None else now))
@@ -56,6 +69,7 @@ class Scenario:
     call_ids: tuple[str, ...] = ()
     expect: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    origin: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
@@ -66,11 +80,12 @@ class Scenario:
             requests.append(
                 ScenarioRequest(
                     path=item.get("path", f"/webhooks/{document['provider']}"),
-                    content_type=item["content_type"],
+                    content_type=item.get("content_type", ""),
                     body=body,
                     headers=dict(item.get("headers", {})),
                     method=item.get("method", "POST"),
                     expect=item.get("expect"),
+                    query=item.get("query", ""),
                 )
             )
         return cls(
@@ -80,6 +95,7 @@ class Scenario:
             call_ids=tuple(document.get("call_ids", ())),
             expect=document.get("expect", {}),
             description=document.get("description", ""),
+            origin=dict(document.get("origin", {})),
         )
 
     def with_source(self, source: str) -> Scenario:
@@ -90,6 +106,9 @@ class Scenario:
         """Every call id gets ``suffix``, so a scenario can be replayed again as new calls."""
         if not suffix:
             return self
+
+        def rename_text(text: str) -> str:
+            return rename(text.encode()).decode()
 
         def rename(data: bytes) -> bytes:
             for call_id in self.call_ids:
@@ -103,7 +122,7 @@ class Scenario:
         expect = orjson.loads(rename(orjson.dumps(self.expect)))
         return replace(
             self,
-            requests=tuple(replace(r, body=rename(r.body)) for r in self.requests),
+            requests=tuple(replace(r, body=rename(r.body), query=rename_text(r.query)) for r in self.requests),
             call_ids=tuple(call_id + suffix for call_id in self.call_ids),
             expect=expect,
         )

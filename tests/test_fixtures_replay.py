@@ -43,8 +43,8 @@ def signs_request(provider: str) -> bool:
 def send_all(client: TestClient, scenario: Scenario, secret: str | None) -> list[tuple[int, dict[str, Any]]]:
     replies = []
     for request in scenario.requests:
-        headers = request.signed_headers(scenario.provider, BASE_URL + request.path, secret)
-        response = client.post(request.path, content=request.body, headers=headers)
+        headers = request.signed_headers(scenario.provider, BASE_URL + request.target, secret)
+        response = client.request(request.method, request.target, content=request.body, headers=headers)
         replies.append((response.status_code, response.json()))
     return replies
 
@@ -111,7 +111,7 @@ def test_unsigned_or_tampered_scenario_is_refused(
     source = signed_source(scenario.provider, scenario.provider, SECRET)
     client = make_client(make_settings({scenario.provider: source}))
     for request in scenario.requests:
-        url = BASE_URL + request.path
+        url = BASE_URL + request.target
         attempts = {
             "unsigned": (request.body, request.signed_headers(scenario.provider, url, None)),
             "wrong secret": (request.body, request.signed_headers(scenario.provider, url, "not-the-secret")),
@@ -122,7 +122,7 @@ def test_unsigned_or_tampered_scenario_is_refused(
                 request.signed_headers(scenario.provider, BASE_URL + "/elsewhere", SECRET),
             )
         for name, (body, headers) in attempts.items():
-            response = client.post(request.path, content=body, headers=headers)
+            response = client.request(request.method, request.target, content=body, headers=headers)
             assert response.status_code == 401, (name, response.text)
             assert response.json()["error"]["code"] in {"invalid_signature", "replayed_request"}, name
     assert r.xlen(keys.transitions()) == 0

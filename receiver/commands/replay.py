@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def send(url: str, body: bytes, headers: dict[str, str], method: str = "POST") -> tuple[int, bytes]:
+def send(url: str, body: bytes | None, headers: dict[str, str], method: str = "POST") -> tuple[int, bytes]:
     """One HTTP request; returns status and body, whatever the status."""
     request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310
     try:
@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
             scenario = scenario.shuffled(args.seed)
         print(f"# {scenario.name} ({scenario.provider}): {len(scenario.requests)} requests")
         for request in scenario.requests:
-            url = args.url.rstrip("/") + request.path
+            url = args.url.rstrip("/") + request.target
             headers = request.signed_headers(scenario.provider, url, args.secret)
             if args.operator_token:
                 headers[REPLAY_HEADER] = args.operator_token
-            status, body = send(url, request.body, headers, request.method)
+            status, body = send(url, None if request.method == "GET" else request.body, headers, request.method)
             failures += status >= 300 and status != 202
             print(f"{status} {request.path} {_summary(body)}")
     return 1 if failures else 0

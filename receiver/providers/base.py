@@ -32,8 +32,8 @@ class OutgoingRequest:
     method: str = "POST"
 
     def form_pairs(self) -> list[tuple[str, str]]:
-        """The body's form fields in order (none unless it is form-encoded): what URL+params schemes sign."""
-        if self.content_type.split(";", 1)[0].strip().lower() != FORM:
+        """The body's form fields in order (none unless a form-encoded POST): what URL+params schemes sign."""
+        if self.method != "POST" or self.content_type.split(";", 1)[0].strip().lower() != FORM:
             return []
         return urllib.parse.parse_qsl(self.body.decode(), keep_blank_values=True)
 
@@ -47,13 +47,18 @@ Sign = Callable[[OutgoingRequest, str, float], dict[str, str]]
 
 @dataclass(frozen=True, slots=True)
 class ProviderAdapter:
-    """One provider: how its callbacks are authenticated and what they mean."""
+    """One provider: how its callbacks are authenticated and what they mean.
+
+    ``methods`` are the HTTP methods the provider can be configured to call with. A GET callback carries
+    its fields in the URL's query string (`Delivery.fields` reads them there) and has no body.
+    """
 
     name: str
     verify: Verify
     normalize: Normalize
     sign: Sign
     content_types: tuple[str, ...]
+    methods: tuple[str, ...] = ("POST",)
 
 
 MAX_ID_LENGTH = 256

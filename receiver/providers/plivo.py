@@ -3,6 +3,7 @@
 Events and the outcome of a Hangup are shared with Vobiz (`receiver.providers.plivo_family`); the call
 id is ``CallUUID`` and the dedupe key ``CallUUID:Event``. Plivo gives no event time, so ``occurred_at``
 stays empty (its ``StartTime`` / ``AnswerTime`` / ``EndTime`` are in the account's local zone).
+With ``*_method=GET`` the fields arrive in the query string.
 Signatures: ``X-Plivo-Signature-V3`` (URL, sorted query, sorted POST parameters and
 ``X-Plivo-Signature-V3-Nonce``; `receiver.signatures.plivo_v3`) and ``X-Plivo-Signature-Ma-V3``, the same
 signed with the main account's token; else V2 (``X-Plivo-Signature-V2`` / ``-Ma-V2`` with
@@ -51,7 +52,8 @@ def verify(delivery: Delivery, now: float) -> str | None:
     v3 = _present(headers, V3_HEADERS)
     if v3:
         nonce = required_header(headers, V3_NONCE_HEADER)
-        params = delivery.form_pairs() if delivery.media_type == FORM else []
+        # A GET's fields are in its query, which the signed URL carries (the SDK's construct_get_url).
+        params = delivery.form_pairs() if delivery.method == "POST" and delivery.media_type == FORM else []
         plivo_v3.verify(secrets, delivery.url, params, nonce, [value for _, value in v3], v3[0][0])
         return nonce
     v2 = _present(headers, V2_HEADERS)
@@ -71,4 +73,6 @@ def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
     }
 
 
-ADAPTER = ProviderAdapter(name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(FORM,))
+ADAPTER = ProviderAdapter(
+    name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(FORM,), methods=("POST", "GET")
+)

@@ -5,7 +5,8 @@ to the canonical lifecycle; the call id is ``CallSid`` and the dedupe key ``Call
 (normalization shared with Telnyx TeXML: `receiver.providers.twilio_family`). ``Timestamp`` (RFC 2822,
 UTC) becomes ``occurred_at``.
 Signature: ``X-Twilio-Signature`` = base64 HMAC-SHA1 of the full public URL followed by the sorted POST
-parameters, checked with and without the default port (`receiver.signatures.twilio_sha1`). A source's
+parameters, checked with and without the default port (`receiver.signatures.twilio_sha1`); a GET callback
+(``StatusCallbackMethod=GET``) carries its fields in the query and is signed over the full URL alone. A source's
 secrets are the account's auth tokens (primary and secondary while rotating). The signature covers the
 body, so no nonce is kept.
 Sources: ../shared/providers.md §8, twilio-python ``twilio/request_validator.py``.
@@ -37,11 +38,13 @@ def verify(delivery: Delivery, now: float) -> str | None:
     algorithm = twilio_sha1.algorithm_of(delivery.headers.get(SETTINGS_HEADER.lower()))
     if algorithm not in twilio_sha1.ALGORITHMS:
         raise SignatureError(f"{SETTINGS_HEADER} names an unsupported algorithm", header=SETTINGS_HEADER)
-    is_form = delivery.media_type == FORM
+    # A GET is signed over its URL alone (the fields are in its query); a JSON POST also by its bodySHA256.
+    is_get = delivery.method == "GET"
+    is_form = not is_get and delivery.media_type == FORM
     params = delivery.form_pairs() if is_form else []
     secrets = secrets_of(delivery.source.secrets)
     twilio_sha1.verify(secrets, delivery.url, params, provided, SIGNATURE_HEADER, algorithm)
-    if not is_form:
+    if not is_form and not is_get:
         twilio_sha1.verify_body_hash(delivery.url, delivery.body, SIGNATURE_HEADER)
     return None
 
@@ -51,4 +54,6 @@ def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
     return {SIGNATURE_HEADER: twilio_sha1.signature(secret, request.url, request.form_pairs())}
 
 
-ADAPTER = ProviderAdapter(name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(FORM,))
+ADAPTER = ProviderAdapter(
+    name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(FORM,), methods=("POST", "GET")
+)

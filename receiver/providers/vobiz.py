@@ -1,9 +1,11 @@
 """Vobiz: Plivo-compatible call callbacks (``Ring``, ``StartApp``, ``Hangup``, ``MachineDetection``).
 
 Bodies are form-encoded; an older documented shape is JSON (``call.initiated`` / ``call.answered`` /
-``call.completed``), so the parser follows the Content-Type. Events, the outcome of a Hangup and
-the normalization are Plivo's (`receiver.providers.plivo_family`). Signatures (V3, else V2, with the
-``-MA-`` main-account variants) sign only the URL and a nonce: the nonce is remembered against replay.
+``call.completed``), so the parser follows the Content-Type; with ``*_method=GET`` the fields arrive in the
+query string, which the signature does not cover (it signs the URL without its query). Events, the
+outcome of a Hangup and the normalization are Plivo's (`receiver.providers.plivo_family`).
+Signatures (V3, else V2, with the ``-MA-`` main-account variants) sign only the URL and a nonce: the
+nonce is remembered against replay.
 Sources: ../shared/providers.md §1–2, the Vobiz make-call page, docs.vobiz.ai/concepts/validating-callbacks.
 """
 
@@ -70,4 +72,6 @@ def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
     }
 
 
-ADAPTER = ProviderAdapter(name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(FORM, JSON))
+ADAPTER = ProviderAdapter(
+    name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(FORM, JSON), methods=("POST", "GET")
+)

@@ -14,7 +14,8 @@ the dedupe key is ``uuid:status:timestamp``. Decisions a reader should know:
   unknown events.
 
 Signature: ``Authorization: Bearer <JWT>``, HS256 with the account's signature secret; ``iat`` must be
-within the source's tolerance and ``payload_hash``, when present, the SHA-256 of the raw body. A token
+within the source's tolerance and ``payload_hash``, when present, the SHA-256 of the raw body (of the
+query parameters as compact JSON for a GET callback, ``event_method=GET``, whose fields arrive in the query). A token
 without ``payload_hash`` does not bind the body, so its ``jti`` is returned as a nonce and may then
 authenticate one event only.
 Sources: ../shared/providers.md §7, §10.2; developer.vonage.com/en/voice/voice-api/webhook-reference;
@@ -23,8 +24,11 @@ vonage-python-sdk ``jwt/src/vonage_jwt/verify_jwt.py``.
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 from typing import Any
+
+import orjson
 
 from receiver.delivery import JSON, Delivery
 from receiver.errors import ReceiverError, SignatureError, UnknownEvent
@@ -110,13 +114,23 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
     ]
 
 
+def signed_payload(method: str, url: str, body: bytes) -> bytes:
+    """What ``payload_hash`` covers: the body of a POST; for a GET (``event_method=GET``), its query
+    parameters as one compact JSON object, in the order they were sent (Vonage: "create an object of the
+    query parameters for GET ... convert that object to a JSON string with no whitespace")."""
+    if method != "GET":
+        return body
+    pairs = urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True)
+    return orjson.dumps(dict(pairs))
+
+
 def verify(delivery: Delivery, now: float) -> str | None:
-    """The bearer JWT: signature under any secret, fresh ``iat``, ``payload_hash`` of this body."""
+    """The bearer JWT: signature under any secret, fresh ``iat``, ``payload_hash`` of this payload."""
     token = shared_secret.bearer_token(required_header(delivery.headers, AUTHORIZATION), AUTHORIZATION)
     claims = jwt_hs256.verify(
         secrets_of(delivery.source.secrets),
         token,
-        delivery.body,
+        signed_payload(delivery.method, delivery.url, delivery.body),
         now,
         delivery.source.timestamp_tolerance_s,
         AUTHORIZATION,
@@ -135,10 +149,12 @@ def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
         "iat": int(now),
         "jti": str(uuid.uuid4()),
         "iss": "Vonage",
-        "payload_hash": jwt_hs256.payload_hash(request.body),
+        "payload_hash": jwt_hs256.payload_hash(signed_payload(request.method, request.url, request.body)),
         "api_key": "callstream",
     }
     return {AUTHORIZATION: "Bearer " + jwt_hs256.encode(claims, secret)}
 
 
-ADAPTER = ProviderAdapter(name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(JSON,))
+ADAPTER = ProviderAdapter(
+    name=NAME, verify=verify, normalize=normalize, sign=sign, content_types=(JSON,), methods=("POST", "GET")
+)

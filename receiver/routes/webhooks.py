@@ -1,15 +1,17 @@
-"""``POST /webhooks/{source}``: where a provider's callback enters."""
+"""``POST /webhooks/{source}`` (and ``GET``, for providers that can call with it): where a provider's callback
+enters."""
 
 from __future__ import annotations
 
 import time
 
+from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from receiver.delivery import Delivery
-from receiver.errors import BodyTooLarge, UnknownSource
+from receiver.errors import BodyTooLarge, PayloadError, UnknownSource
 from receiver.operator import token_matches
 from receiver.pipeline import Pipeline
 from receiver.responses import JSONResponse
@@ -34,10 +36,20 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def public_url(request: Request, source: Source) -> str:
-    """The URL the provider called, which URL-signing schemes sign."""
+    """The URL the provider called, which URL-signing schemes sign.
+
+    A GET callback's fields are its query, so a GET always keeps the query it arrived with.
+    """
+    query = request.scope.get("query_string", b"")
+    if request.method == "GET" and query:
+        try:
+            text = query.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise PayloadError(f"query string is not valid UTF-8 at byte {err.start}") from err
+        base = source.public_url or str(URL(scope={**request.scope, "query_string": b""}))
+        return f"{base.split('?', 1)[0]}?{text}"
     if source.public_url is None:
         return str(request.url)
-    query = request.scope.get("query_string", b"")
     if query and "?" not in source.public_url:
         return f"{source.public_url}?{query.decode('latin-1')}"
     return source.public_url
@@ -71,4 +83,6 @@ def routes(settings: Settings) -> list[Route]:
         results = await pipeline.process(delivery, now, replay=is_operator_replay(settings, headers, source))
         return JSONResponse({"source": name, "results": results})
 
-    return [Route("/webhooks/{source}", webhook, methods=["POST"])]
+    # GET too: Twilio, Plivo, Vobiz and Vonage can be configured to call with GET (each adapter lists the
+    # methods its provider uses; any other is answered 405 before authentication).
+    return [Route("/webhooks/{source}", webhook, methods=["POST", "GET"])]
