@@ -9,7 +9,11 @@ test's temporary directory.
 from __future__ import annotations
 
 import os
+import queue
 import re
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,10 +26,13 @@ import redis
 from starlette.testclient import TestClient
 
 from receiver.cli import main
+from receiver.console.access import ONE_TIME_TOKEN_ENV
+from receiver.embedded import free_port
 from receiver.settings import Source
 from statemachine.keys import Keys
 from tests.conftest import FIXTURES, MakeSettings
-from tests.support.processes import Receiver
+from tests.support.processes import Receiver, receiver_config
+from tests.test_serve_process import read_lines, wait_for
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
 
@@ -260,3 +267,38 @@ def test_health_page_shows_streams_groups_and_the_sweeper(
     assert "billing-a (1," in cells.nth(4).inner_text()
     assert "Not run by this server" in page.locator("#sweeper-title + ul").inner_text()
     shoot(page, "health")
+
+
+def test_the_console_url_serve_prints_shows_a_replayed_call_arriving(
+    browser: Any, tmp_path: Path, redis_url: str, prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The newcomer's path: `callstream serve` with no operator token prints a console URL carrying a token
+    made at start; opening it lands on the Live page, where a replayed call's transitions arrive."""
+    config = tmp_path / "callstream.toml"
+    config.write_text(receiver_config(prefix), encoding="utf-8")
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if name != ONE_TIME_TOKEN_ENV}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env, "REDIS_URL": redis_url},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=read_lines, args=(serve.stdout, lines), daemon=True).start()
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        url = wait_for(lines, rf"console at (http://127\.0\.0\.1:{port}/console/login\?token=\S+)").group(1)
+        wait_for(lines, "Uvicorn running")
+        tab = context.new_page()
+        tab.goto(url)
+        assert tab.url == f"http://127.0.0.1:{port}/console"
+        playwright_api.expect(tab.locator("#live-status")).to_have_text("Live: new transitions appear at the top.")
+        assert main(["replay", str(FIXTURES / "vobiz" / "answered.json"), "--url", f"http://127.0.0.1:{port}"]) == 0
+        capsys.readouterr()
+        playwright_api.expect(tab.locator(f'#live-rows tr:has-text("{CALL}")')).to_have_count(3)
+    finally:
+        context.close()
+        serve.terminate()
+        serve.wait(30)
