@@ -1,12 +1,21 @@
-"""Vobiz: Plivo-compatible call callbacks (``Ring``, ``StartApp``, ``Hangup``, ``MachineDetection``).
+"""Vobiz: Plivo-compatible call callbacks (``Ring``, ``StartApp``, ``Hangup``, ``MachineDetection``), and the
+JSON webhooks of Vobiz SIP trunks (``CallInitiated``, ``Hangup``).
 
 Bodies are form-encoded; an older documented shape is JSON (``call.initiated`` / ``call.answered`` /
-``call.completed``), so the parser follows the Content-Type; with ``*_method=GET`` the fields arrive in the
-query string, which the signature does not cover (it signs the URL without its query). Events, the
-outcome of a Hangup and the normalization are Plivo's (`receiver.providers.plivo_family`).
+``call.completed``), and trunk webhooks are JSON, so the parser follows the Content-Type; with
+``*_method=GET`` the fields arrive in the query string, which the signature does not cover (it signs the
+URL without its query). Events, the outcome of a Hangup and the normalization are Plivo's
+(`receiver.providers.plivo_family`), plus the trunk's admission event: ``CallInitiated`` with
+``Allowed: true`` is the attempt starting (``dialing``); with ``Allowed: false`` Vobiz refused to place
+the call ("Insufficient balance", "KYC verification required", "No routes available", ...), so it ends
+``failed`` with the ``Reason``: Vobiz itself refused it, no far end declined (that is ``rejected``), and
+trunk webhooks are sent once, so nothing else would ever end the call.
 Signatures (V3, else V2, with the ``-MA-`` main-account variants) sign only the URL and a nonce: the
-nonce is remembered against replay.
-Sources: ../shared/providers.md §1–2, the Vobiz make-call page, docs.vobiz.ai/concepts/validating-callbacks.
+nonce is remembered against replay. Trunk webhooks are signed differently (an HMAC of the body with the
+trunk's signing secret): a source receiving them signed uses the ``vobiz_trunk`` adapter; this one reads
+them on an unverified source too.
+Sources: ../shared/providers.md §1–2, the Vobiz make-call page, docs.vobiz.ai/concepts/validating-callbacks,
+docs.vobiz.ai/trunks/webhook.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from secrets import choice
 from receiver.delivery import FORM, JSON, Delivery
 from receiver.errors import SignatureError
 from receiver.providers import plivo_family
-from receiver.providers.base import OutgoingRequest, ProviderAdapter
+from receiver.providers.base import OutgoingRequest, ProviderAdapter, normalized_name
 from receiver.signatures import url_nonce
 from receiver.signatures.common import secrets_of
 from statemachine.events import CallEvent
@@ -32,18 +41,29 @@ SIGNATURE_HEADERS: tuple[tuple[str, str, str], ...] = (
     ("X-Vobiz-Signature-MA-V2", "X-Vobiz-Signature-V2-Nonce", ""),
 )
 
-#: Plivo's events, plus the older JSON shape Vobiz documented (``call.initiated`` / ``call.answered`` /
-#: ``call.completed``).
-EVENTS: dict[str, Trigger | None] = {
+#: A trunk ``CallInitiated``'s ``Allowed`` (JSON boolean, or text in a query) → the attempt's fate.
+ADMISSION: dict[str, Trigger] = {"true": Trigger.DIALING, "false": Trigger.FAILED}
+
+
+def admission_outcome(fields: plivo_family.Fields) -> Trigger:
+    """``CallInitiated``: dialing when admitted (or when ``Allowed`` is absent, as in the older JSON shape's
+    ``call.initiated``), failed when Vobiz refused the call."""
+    return ADMISSION.get(normalized_name(str(fields.get("Allowed", "true"))), Trigger.DIALING)
+
+
+#: Plivo's events, the older JSON shape Vobiz documented (``call.initiated`` / ``call.answered`` /
+#: ``call.completed``) and the trunk webhooks (``CallInitiated``, ``Hangup``): names compared without
+#: punctuation, so ``call.initiated`` and ``CallInitiated`` are one event.
+EVENTS: dict[str, plivo_family.Decision] = {
     **plivo_family.EVENTS,
-    "callinitiated": Trigger.DIALING,
+    "callinitiated": admission_outcome,
     "callanswered": Trigger.ANSWERED,
-    "callcompleted": None,  # outcome decided by `plivo_family.hangup_outcome`
+    "callcompleted": plivo_family.hangup_outcome,
 }
 
 
 def normalize(delivery: Delivery) -> list[CallEvent]:
-    """One Vobiz callback → one canonical event."""
+    """One Vobiz callback or trunk webhook → one canonical event."""
     return plivo_family.normalize_callback(delivery, delivery.fields((FORM, JSON)), EVENTS, "Vobiz")
 
 
