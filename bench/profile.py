@@ -31,7 +31,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "event to JSON (CallEvent.to_json)": ("to_json (statemachine/events.py",),
     "store apply (args, Redis client, batching)": ("statemachine/store.py",),
     "Redis client library (redis-py)": ("redis/",),
-    "webhook route (body, headers, delivery)": ("webhook (receiver/routes/webhooks.py",),
+    "webhook route (body, headers, delivery)": ("receiver/routes/webhooks.py",),
     "response rendering": ("receiver/responses.py",),
 }
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Send
 
 from receiver.errors import ReceiverError, http_error
+
+log = logging.getLogger("callstream.receiver")
+
+#: The body of a 500: nothing about the failure itself reaches the sender.
+INTERNAL_ERROR = {"error": {"code": "internal_error", "message": "internal error"}}
 
 
 class JSONResponse(Response):
@@ -17,9 +24,36 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def error_response(error: ReceiverError) -> JSONResponse:
-    """``{"error": {"code", "message", ...details}}`` with the status from the error table."""
+def error_content(error: ReceiverError) -> tuple[int, dict[str, Any]]:
+    """The status from the error table and ``{"error": {"code", "message", ...details}}``."""
     status, code = http_error(error)
     body: dict[str, Any] = {"code": code, "message": error.message}
     body.update({key: value for key, value in error.details.items() if isinstance(value, str | int)})
-    return JSONResponse({"error": body}, status_code=status)
+    return status, {"error": body}
+
+
+def error_response(error: ReceiverError) -> JSONResponse:
+    """`error_content` as a response."""
+    status, content = error_content(error)
+    return JSONResponse(content, status_code=status)
+
+
+def unexpected_response(error: Exception) -> JSONResponse:
+    """A 500 for an exception nothing expected; the exception is logged with its traceback."""
+    log.exception("unexpected error", exc_info=error)
+    return JSONResponse(INTERNAL_ERROR, status_code=500)
+
+
+async def send_json(send: Send, content: Any, status: int = 200) -> None:
+    """Send ``content`` as a JSON response from a plain ASGI app: the same messages, headers and bytes as a
+    `JSONResponse`, without building one."""
+    body = orjson.dumps(content)
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_unexpected(send: Send, error: Exception) -> None:
+    """`unexpected_response` from a plain ASGI app."""
+    log.exception("unexpected error", exc_info=error)
+    await send_json(send, INTERNAL_ERROR, 500)

@@ -1,62 +1,89 @@
 """``POST /webhooks/{source}`` (and ``GET``, for providers that can call with it): where a provider's callback
-enters."""
+enters.
+
+The endpoint is a plain ASGI app, not a Starlette request handler: it reads the body and headers from the
+ASGI messages and scope and sends its JSON answer itself, with no Request or Response objects on the way.
+`receiver.app` also dispatches it ahead of Starlette's middleware stack (`DirectRoute`), with only the
+request observer around it. What a sender sees is the same either way: the same statuses, JSON bodies
+and headers as every other route's.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.datastructures import URL
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from receiver.delivery import Delivery
-from receiver.errors import BodyTooLarge, PayloadError, UnknownSource
+from receiver.errors import BodyTooLarge, PayloadError, ReceiverError, UnknownSource
 from receiver.operator import token_matches
 from receiver.pipeline import Pipeline
-from receiver.responses import JSONResponse
+from receiver.responses import error_content, send_json, send_unexpected
 from receiver.settings import Settings, Source
 
 REPLAY_HEADER = "x-callstream-replay"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
+class DirectRoute(Route):
+    """A route whose endpoint is a plain ASGI app, dispatched by `receiver.app` before the middleware stack.
+
+    It is also an ordinary route of the router, so matching (path and methods) is Starlette's either way.
+    """
+
+
+async def receive_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The raw body from the ASGI messages, refused with 413 as soon as it is known to exceed ``limit`` bytes
+    (``declared`` is the Content-Length header, when sent)."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"body is over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"body is over the {limit}-byte limit")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def public_url(request: Request, source: Source) -> str:
+async def read_body(request: Request, limit: int) -> bytes:
+    """`receive_body` for a Starlette request handler."""
+    return await receive_body(request.receive, request.headers.get("content-length"), limit)
+
+
+def public_url(scope: Scope, source: Source) -> str:
     """The URL the provider called, which URL-signing schemes sign.
 
     A GET callback's fields are its query, so a GET always keeps the query it arrived with.
     """
-    query = request.scope.get("query_string", b"")
-    if request.method == "GET" and query:
+    query = scope.get("query_string", b"")
+    if scope["method"] == "GET" and query:
         try:
             text = query.decode("utf-8")
         except UnicodeDecodeError as err:
             raise PayloadError(f"query string is not valid UTF-8 at byte {err.start}") from err
-        base = source.public_url or str(URL(scope={**request.scope, "query_string": b""}))
+        base = source.public_url or str(URL(scope={**scope, "query_string": b""}))
         return f"{base.split('?', 1)[0]}?{text}"
     if source.public_url is None:
-        return str(request.url)
+        return str(URL(scope=scope))
     if query and "?" not in source.public_url:
         return f"{source.public_url}?{query.decode('latin-1')}"
     return source.public_url
 
 
-def header_map(request: Request) -> dict[str, str]:
-    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.scope["headers"]}
+def header_map(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
 
 
 def is_operator_replay(settings: Settings, headers: dict[str, str], source: Source) -> bool:
@@ -69,20 +96,44 @@ def is_operator_replay(settings: Settings, headers: dict[str, str], source: Sour
     return not source.verify
 
 
-def routes(settings: Settings) -> list[Route]:
-    async def webhook(request: Request) -> Response:
-        name = request.path_params["source"]
+class WebhookEndpoint:
+    """The ASGI app behind ``/webhooks/{source}``: 200 with one result per event, or the error's JSON body.
+
+    An unexpected exception answers 500 ``internal_error`` (logged) and is raised again for the server,
+    as Starlette's error middleware does for every other route.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            content = await self.process(scope, receive)
+        except ReceiverError as err:
+            status, error = error_content(err)
+            await send_json(send, error, status)
+            return
+        except Exception as err:
+            await send_unexpected(send, err)
+            raise
+        await send_json(send, content)
+
+    async def process(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        settings = self.settings
+        name = scope["path_params"]["source"]
         source = settings.sources.get(name)
         if source is None:
             raise UnknownSource(f"no source named {name!r} is configured", source=name)
-        body = await read_body(request, settings.max_body_bytes)
-        headers = header_map(request)
+        headers = header_map(scope)
+        body = await receive_body(receive, headers.get("content-length"), settings.max_body_bytes)
         now = time.time()
-        delivery = Delivery(source, body, headers, public_url(request, source), now, request.method)
-        pipeline: Pipeline = request.app.state.pipeline
+        delivery = Delivery(source, body, headers, public_url(scope, source), now, scope["method"])
+        pipeline: Pipeline = scope["app"].state.pipeline
         results = await pipeline.process(delivery, now, replay=is_operator_replay(settings, headers, source))
-        return JSONResponse({"source": name, "results": results})
+        return {"source": name, "results": results}
 
+
+def routes(settings: Settings) -> list[Route]:
     # GET too: Twilio, Plivo, Vobiz and Vonage can be configured to call with GET (each adapter lists the
     # methods its provider uses; any other is answered 405 before authentication).
-    return [Route("/webhooks/{source}", webhook, methods=["POST", "GET"])]
+    return [DirectRoute("/webhooks/{source}", WebhookEndpoint(settings), methods=["POST", "GET"])]
