@@ -1,7 +1,10 @@
-"""Options every operator command shares (``--config``, ``--redis-url``, ``--prefix``) and how they resolve.
+"""Options every operator command shares (``--config``, ``--redis-url``, ``--prefix``, ``--data-dir``) and
+how they resolve.
 
 Precedence: an explicit option, then the configuration (``--config`` or ``$CALLSTREAM_CONFIG``; its
 ``[redis] url`` yields to ``$REDIS_URL`` as in ``serve``), then ``$CALLSTREAM_PREFIX``, then the defaults.
+With no Redis named anywhere, a command uses the embedded Redis that a running ``callstream serve``
+recorded in the same data directory, else ``redis://127.0.0.1:6379/0``; in both cases it says so on stderr.
 Exit codes: 0 done, 1 Redis unreachable or the operation failed, 2 bad usage or configuration,
 3 the thing asked for does not exist.
 """
@@ -14,10 +17,12 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from redis.asyncio import Redis
 
 from receiver import redis_client
+from receiver.embedded import recorded_server, redis_dir
 from receiver.errors import RedisUnavailable
 from receiver.providers import PROVIDERS
 from receiver.settings import ConfigError, Settings
@@ -27,6 +32,8 @@ from statemachine.store import UNAVAILABLE_ERRORS
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 PREFIX_ENV = "CALLSTREAM_PREFIX"
+DATA_DIR_ENV = "CALLSTREAM_DATA_DIR"
+DEFAULT_DATA_DIR = ".callstream"
 TIMEOUT_S = 5.0
 
 EXIT_FAILED = 1
@@ -41,13 +48,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The shared options."""
     parser.add_argument("--config", help="TOML configuration (default: $CALLSTREAM_CONFIG, else built-in)")
     parser.add_argument(
-        "--redis-url", help=f"Redis URL (default: $REDIS_URL, else the configuration's, else {DEFAULT_REDIS_URL})"
+        "--redis-url",
+        help="Redis URL (default: $REDIS_URL, else the configuration's, else the embedded Redis of a running "
+        f"callstream serve with the same --data-dir, else {DEFAULT_REDIS_URL})",
     )
     parser.add_argument(
         "--prefix", help=f"key prefix (default: the configuration's, else ${PREFIX_ENV}, else {DEFAULT_PREFIX})"
     )
     parser.add_argument(
         "--partitions", type=int, help="partitions of the transitions stream (default: the configuration's, else 1)"
+    )
+    add_data_dir_argument(parser, "data directory of the callstream serve whose embedded Redis to use")
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``--data-dir``, shared by ``serve`` (where its embedded Redis lives) and the operator commands."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
+        help=f"{purpose} (default: ${DATA_DIR_ENV}, else ./{DEFAULT_DATA_DIR})",
     )
 
 
@@ -58,6 +78,8 @@ class Target:
     settings: Settings
     redis_url: str
     keys: Keys
+    #: Why this Redis, when nothing named it (the embedded one found in the data dir, or the default).
+    origin: str | None = None
 
 
 #: What a command does once connected; returns the exit code.
@@ -68,7 +90,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
     """The target the options name. Raises `ConfigError` (bad configuration or prefix)."""
     environ = os.environ if environ is None else environ
     settings = Settings.load(args.config, environ, list(PROVIDERS))
-    url = args.redis_url or settings.redis_url or DEFAULT_REDIS_URL
+    url, origin = redis_url(args.redis_url or settings.redis_url, args.data_dir)
     prefix = args.prefix or (settings.key_prefix if settings.from_file else None) or environ.get(PREFIX_ENV)
     partitions = args.partitions or settings.partitions
     try:
@@ -76,7 +98,31 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         keys = Keys(prefix or DEFAULT_PREFIX, partitions)
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    return Target(settings=settings, redis_url=url, keys=keys)
+    return Target(settings=settings, redis_url=url, keys=keys, origin=origin)
+
+
+def redis_url(named: str | None, data_dir: Path) -> tuple[str, str | None]:
+    """The Redis URL to use and, when nothing named one, why this one (for a note on stderr)."""
+    if named:
+        return named, None
+    return embedded_url(data_dir) or (
+        DEFAULT_REDIS_URL,
+        f"no --redis-url, REDIS_URL or [redis] url given, and no callstream serve with data dir {data_dir} is running",
+    )
+
+
+def embedded_url(data_dir: Path) -> tuple[str, str] | None:
+    """The URL of the embedded Redis a running ``callstream serve`` recorded in ``data_dir``, and a note saying so."""
+    found = recorded_server(redis_dir(data_dir))
+    if found is None:
+        return None
+    return found.url, f"the embedded Redis of the callstream serve running with data dir {data_dir} ({found.path})"
+
+
+def announce(name: str, target: Target) -> None:
+    """Say on stderr which Redis a command uses when the user did not name it."""
+    if target.origin is not None:
+        print(f"callstream {name}: using Redis at {display_url(target.redis_url)}: {target.origin}", file=sys.stderr)
 
 
 def display_url(url: str) -> str:
@@ -96,6 +142,7 @@ def execute(name: str, args: argparse.Namespace, work: Work) -> int:
     except ConfigError as err:
         print(f"callstream {name}: {err}", file=sys.stderr)
         return EXIT_USAGE
+    announce(name, target)
 
     async def session() -> int:
         client = connect(target.redis_url)

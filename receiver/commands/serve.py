@@ -12,9 +12,10 @@ from pathlib import Path
 
 import uvicorn
 
-from receiver import logs
+from receiver import logs, redis_client
+from receiver.commands import connection, preflight
 from receiver.console import access as console_access
-from receiver.embedded import EmbeddedRedis
+from receiver.embedded import EmbeddedRedis, ServerStartError, redis_dir
 from receiver.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from receiver.providers import PROVIDERS
 from receiver.settings import ConfigError, Settings
@@ -32,11 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="listen beyond loopback even though some sources accept unsigned requests",
     )
-    parser.add_argument(
-        "--data-dir",
-        default=os.environ.get("CALLSTREAM_DATA_DIR", ".callstream"),
-        help="where the embedded Redis keeps its append-only file (default ./.callstream)",
-    )
+    connection.add_data_dir_argument(parser, "where the embedded Redis keeps its append-only file and its URL")
     parser.add_argument("--graceful-timeout", type=int, default=10, help="seconds to finish in-flight requests")
 
 
@@ -48,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         if args.allow_unverified_public:
             settings = replace(settings, allow_unverified_public=True)
         settings.check_bind(host)
-    except ConfigError as err:
+        if settings.redis_url:
+            redis_client.parse(settings.redis_url)
+    except (ConfigError, ValueError) as err:
         print(f"callstream: {err}", file=sys.stderr)
         return 2
     unverified = settings.unverified_sources()
@@ -59,18 +58,28 @@ def run(args: argparse.Namespace) -> int:
             + ("" if settings.from_file else " (no configuration file: every built-in provider, unverified)"),
             file=sys.stderr,
         )
-    embedded = None
     if not settings.redis_url and os.environ.get("CALLSTREAM_REQUIRE_REDIS_URL"):
         print("callstream: REDIS_URL is required here (CALLSTREAM_REQUIRE_REDIS_URL is set)", file=sys.stderr)
         return 2
-    if not settings.redis_url:
-        embedded = EmbeddedRedis(Path(args.data_dir) / "redis")
-        url = embedded.start()
+    problem = preflight.listen_problem(host, port)
+    if problem is not None:
+        print(f"callstream: {problem}", file=sys.stderr)
+        return 1
+    embedded = None
+    if settings.redis_url:
+        _warn_if_unreachable(settings.redis_url)
+    else:
+        embedded = EmbeddedRedis(redis_dir(args.data_dir))
+        try:
+            url = embedded.start()
+        except ServerStartError as err:
+            print(f"callstream: {err}", file=sys.stderr)
+            return 1
         os.environ["REDIS_URL"] = url
         print(f"callstream: no REDIS_URL set; started embedded Redis at {url} (data in {embedded.data_dir})")
-        print(f"callstream: follow transitions with: REDIS_URL={url} callstream tail")
+        print(f"callstream: follow transitions with: {_tail_command(args.data_dir)}")
     if args.config:
-        os.environ["CALLSTREAM_CONFIG"] = str(Path(args.config).resolve())
+        os.environ["CALLSTREAM_CONFIG"] = os.path.abspath(args.config)
     print(console_access.announce(settings, host, port, os.environ))
     # uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown; turning it into SystemExit lets the
     # embedded Redis below be stopped (and its append-only file flushed) before the process exits.
@@ -95,6 +104,26 @@ def run(args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+def _tail_command(data_dir: Path) -> str:
+    """A ``tail`` command the user can copy: it finds this embedded Redis through the same data dir."""
+    command = f"{preflight.command_prefix()} tail"
+    if data_dir.resolve() != Path(connection.DEFAULT_DATA_DIR).resolve():
+        return f"{command} --data-dir {data_dir}"
+    return f"{command} (from this directory)"
+
+
+def _warn_if_unreachable(url: str) -> None:
+    """A Redis that does not answer yet is no reason to refuse to start (it may be starting too), but the
+    user hears it at once instead of from the first 503."""
+    problem = preflight.redis_problem(url)
+    if problem is not None:
+        print(
+            f"WARNING: Redis at {redis_client.redacted(url)} does not answer ({problem}); serving anyway: "
+            "webhooks and /readyz answer 503 until it does",
+            file=sys.stderr,
+        )
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"callstream tail: {err}", file=sys.stderr)
         return connection.EXIT_USAGE
+    connection.announce("tail", target)
     if not 0 <= args.partition < target.keys.partitions:
         print(f"callstream tail: --partition must be from 0 to {target.keys.partitions - 1}", file=sys.stderr)
         return connection.EXIT_USAGE

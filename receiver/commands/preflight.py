@@ -1,0 +1,63 @@
+"""Checks ``callstream serve`` makes before it starts anything, so a mistake is one clear line instead of a
+traceback or a server that says "startup complete" and then exits."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+from pathlib import Path
+
+import redis
+
+from receiver import redis_client
+
+#: How long the start-up PING waits for Redis before serve warns and goes on.
+PING_TIMEOUT_S = 1.0
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (a port in use, an address this machine lacks), else None.
+
+    Binds a probe socket the way uvicorn does (``SO_REUSEADDR``, so a port left in TIME_WAIT is no problem)
+    and closes it again at once.
+    """
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        return f"cannot listen on {host}:{port}: {err.strerror}"
+    for family, kind, proto, _name, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as err:
+                if err.errno == errno.EADDRINUSE:
+                    return (
+                        f"port {port} on {host} is already in use (another callstream serve?): "
+                        "stop that process or choose another port with --port"
+                    )
+                return f"cannot listen on {host}:{port}: {err.strerror}"
+    return None
+
+
+def redis_problem(url: str) -> str | None:
+    """Why the Redis at ``url`` does not answer a PING right now, else None."""
+    try:
+        client = redis_client.sync_client(url, timeout_s=PING_TIMEOUT_S)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.exceptions.RedisError, OSError) as err:
+        return str(err) or type(err).__name__
+    return None
+
+
+def command_prefix() -> str:
+    """How this process was started, for hints a user can copy: ``.venv/bin/callstream`` when it was typed
+    so, else ``python -m receiver.cli`` with this interpreter."""
+    program = sys.argv[0]
+    if Path(program).name == "callstream":
+        return program
+    return f"{sys.executable} -m receiver.cli"
