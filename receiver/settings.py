@@ -7,9 +7,10 @@ repr never shows the value.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,25 @@ from statemachine.partitions import MAX_PARTITIONS
 from statemachine.store import Retention
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+#: The keys each section may hold. ``[sources.<name>]`` tables are checked by `_source` (their keys depend
+#: on the provider), ``[sinks.<name>]`` tables by the sink that reads them.
+SECTION_KEYS: Mapping[str, frozenset[str] | None] = {
+    "redis": frozenset({"url", "wait_replicas", "wait_timeout_ms"}),
+    "server": frozenset(
+        {"host", "port", "max_body_bytes", "redis_timeout_seconds", "redis_max_connections", "allow_unverified_public"}
+    ),
+    "streams": frozenset({"prefix", "partitions", "maxlen"}),
+    "retention": frozenset({"active_call_seconds", "terminal_call_seconds", "nonce_seconds"}),
+    "operator": frozenset({"token"}),
+    "sweeper": frozenset({"interval_seconds"}),
+    "sources": None,
+    "sinks": None,
+}
+#: The keys of a source whatever its provider; a provider module that reads more lists them in ``KNOWN_OPTIONS``.
+SOURCE_KEYS = frozenset({"provider", "secrets", "verify", "public_url", "timestamp_tolerance_seconds"})
+#: Options every source may carry whatever its provider (read by the sweeper and reconciliation).
+SOURCE_WIDE_OPTIONS = frozenset({"stale_after_seconds", "reconcile"})
 
 
 class ConfigError(Exception):
@@ -120,10 +140,17 @@ class Settings:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as err:
             raise ConfigError(f"cannot read configuration {path}: {err.strerror}") from err
-        return cls.from_toml(text, environ, providers)
+        try:
+            return cls.from_toml(text, environ, providers)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
 
     @classmethod
     def _from_mapping(cls, doc: Mapping[str, Any], environ: Mapping[str, str], providers: list[str]) -> Settings:
+        check_keys(doc, SECTION_KEYS, "unknown section [{}]")
+        for section, keys in SECTION_KEYS.items():
+            if keys is not None:
+                check_keys(_table(doc, section), keys, f"unknown key {section}.{{}}")
         redis = _table(doc, "redis")
         server = _table(doc, "server")
         streams = _table(doc, "streams")
@@ -158,6 +185,19 @@ class Settings:
             from_file=True,
             sweeper_interval_s=_int(sweeper, "interval_seconds", 1) if "interval_seconds" in sweeper else None,
         )
+
+
+def check_keys(table: Mapping[str, Any], valid: Iterable[str], unknown: str) -> None:
+    """Refuse the first key of ``table`` that is not ``valid``, naming it and the closest valid one.
+
+    ``unknown`` says what is wrong with a key, with ``{}`` in its place: ``"unknown key streams.{}"``.
+    """
+    valid = sorted(valid)
+    for key in table:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`?" if close else f"valid: {', '.join(valid)}"
+            raise ConfigError(f"{unknown.format(key)}; {hint}")
 
 
 def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -224,9 +264,11 @@ def _source(name: str, spec: Any, environ: Mapping[str, str], providers: list[st
         raise ConfigError(f"[{where}] must be a table")
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"source name {name!r} may hold only letters, digits, '-' and '_'")
-    provider = spec.get("provider", name)
-    if provider not in providers:
-        raise ConfigError(f"{where}.provider {provider!r} is not one of: {', '.join(sorted(providers))}")
+    provider = _provider(name, spec, providers)
+    module = importlib.import_module(f"receiver.providers.{provider}")
+    known = SOURCE_KEYS | SOURCE_WIDE_OPTIONS | getattr(module, "KNOWN_OPTIONS", frozenset())
+    article = "an" if provider[0] in "aeiou" else "a"
+    check_keys(spec, known, f"{where}.{{}} is not an option of {article} {provider} source")
     raw_secrets = spec.get("secrets", [])
     if isinstance(raw_secrets, str):
         raw_secrets = [raw_secrets]
@@ -238,9 +280,8 @@ def _source(name: str, spec: Any, environ: Mapping[str, str], providers: list[st
         raise ConfigError(
             f"{where} verifies signatures (the default) but has no secrets; set verify = false to opt out"
         )
-    known = {"provider", "secrets", "verify", "public_url", "timestamp_tolerance_seconds"}
-    options = {key: value for key, value in spec.items() if key not in known}
-    _check_options(provider, {key: value for key, value in options.items() if key not in SOURCE_WIDE_OPTIONS}, where)
+    options = {key: value for key, value in spec.items() if key not in SOURCE_KEYS}
+    _check_options(module, {key: value for key, value in options.items() if key not in SOURCE_WIDE_OPTIONS}, where)
     return Source(
         name=name,
         provider=provider,
@@ -252,14 +293,27 @@ def _source(name: str, spec: Any, environ: Mapping[str, str], providers: list[st
     )
 
 
-#: Options every source may carry whatever its provider (read by the sweeper and reconciliation).
-SOURCE_WIDE_OPTIONS = frozenset({"stale_after_seconds", "reconcile"})
+def _provider(name: str, spec: Mapping[str, Any], providers: list[str]) -> str:
+    """The source's provider; a wrong one is named as the user wrote it (or as the source's name, when the
+    provider was left out and the name is not a provider)."""
+    choices = ", ".join(sorted(providers))
+    if "provider" not in spec:
+        if name in providers:
+            return name
+        raise ConfigError(
+            f'sources.{name} has no provider and its name {name!r} is not one of: {choices}; add provider = "..."'
+        )
+    provider = spec["provider"]
+    if provider in providers:
+        return str(provider)
+    close = difflib.get_close_matches(str(provider), providers, n=1) if isinstance(provider, str) else []
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"sources.{name}.provider {provider!r} is not one of: {choices}{hint}")
 
 
-def _check_options(provider: str, options: Mapping[str, Any], where: str) -> None:
+def _check_options(module: Any, options: Mapping[str, Any], where: str) -> None:
     """A provider module that reads options (a generic source, a preset) may refuse them here, at load time:
     it exposes ``check_options(options, where)``, which raises ConfigError naming the key."""
-    module = importlib.import_module(f"receiver.providers.{provider}")
     check = getattr(module, "check_options", None)
     if check is not None:
         check(options, where)

@@ -21,9 +21,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from receiver.providers import generic
 from receiver.providers.generic import SHARED_HEADER, adapter_for, load_config
 
 NAME = "goodbox"
+#: Every option of a generic source can override the preset.
+KNOWN_OPTIONS = generic.KNOWN_OPTIONS
 
 PRESET: dict[str, Any] = {
     "call_id": "data.id",

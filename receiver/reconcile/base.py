@@ -16,7 +16,7 @@ from typing import Any
 
 from receiver.providers.base import normalized_name
 from receiver.reconcile import http
-from receiver.settings import ConfigError, Secret, Source, resolve_secret
+from receiver.settings import ConfigError, Secret, Source, check_keys, resolve_secret
 from statemachine.states import Trigger
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -108,6 +108,7 @@ class GetCallClient:
         where = f"sources.{source.name}.reconcile"
         if not isinstance(table, Mapping):
             raise ConfigError(f"[{where}] must be a table")
+        check_keys(table, {"enabled", "base_url", "timeout_seconds", *self.credentials}, f"unknown key {where}.{{}}")
         if table.get("enabled", True) is False:
             return None
         base_url = table.get("base_url", self.default_base_url)
