@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import IO
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def redis_server_binary() -> str:
@@ -108,12 +110,12 @@ def start_server(
         )
         deadline = time.monotonic() + timeout_s
         try:
-            while True:
+            while process.poll() is None:
                 try:
                     client.ping()
                     return process
                 except redis.exceptions.RedisError:
-                    if process.poll() is not None or time.monotonic() > deadline:
+                    if time.monotonic() > deadline:
                         break
                     time.sleep(0.05)
         finally:
@@ -214,7 +216,8 @@ class EmbeddedRedis:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [*server_args(self.port, self.data_dir, appendonly=self.appendonly), "--daemonize", "no"]
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
+        # No retries of its own: start_server polls again, and sees at once a server that exited.
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
         self.process = start_server(args, client, timeout_s=timeout_s, what="embedded redis-server")
         self.record.write_text(json.dumps({"url": self.url, "pid": self.process.pid}) + "\n", encoding="utf-8")
         return self.url

@@ -74,12 +74,20 @@ def public_url(scope: Scope, source: Source) -> str:
         except UnicodeDecodeError as err:
             raise PayloadError(f"query string is not valid UTF-8 at byte {err.start}") from err
         base = source.public_url or str(URL(scope={**scope, "query_string": b""}))
-        return f"{base.split('?', 1)[0]}?{text}"
+        return configured_url(base, "GET", text)
     if source.public_url is None:
         return str(URL(scope=scope))
-    if query and "?" not in source.public_url:
-        return f"{source.public_url}?{query.decode('latin-1')}"
-    return source.public_url
+    return configured_url(source.public_url, scope["method"], query.decode("latin-1"))
+
+
+def configured_url(public_url: str, method: str, query: str) -> str:
+    """A source's ``public_url`` as the provider signs it for a request carrying ``query``: a GET's query
+    replaces any the URL has (it is the callback's fields); another method's is added when it has none."""
+    if method == "GET" and query:
+        return f"{public_url.split('?', 1)[0]}?{query}"
+    if query and "?" not in public_url:
+        return f"{public_url}?{query}"
+    return public_url
 
 
 def header_map(scope: Scope) -> dict[str, str]:
