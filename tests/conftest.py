@@ -40,8 +40,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; every key under it is deleted afterwards (and only those)."""
-    name = f"cstest-{uuid.uuid4().hex[:10]}"
+    name = new_prefix()
     yield name
+    delete_prefix(redis_url, name)
+
+
+def new_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"cstest-{uuid.uuid4().hex[:10]}"
+
+
+def delete_prefix(redis_url: str, name: str) -> None:
+    """Delete every key under the prefix ``name`` (and nothing else)."""
     client = redis.Redis.from_url(redis_url)
     try:
         keys = list(client.scan_iter(match=f"{name}:*", count=1000))

@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from receiver.console.access import ONE_TIME_TOKEN_ENV
 from receiver.embedded import free_port
 from receiver.settings import Source
 from statemachine.keys import Keys
-from tests.conftest import FIXTURES, MakeSettings
+from tests.conftest import FIXTURES, MakeSettings, delete_prefix, new_prefix
 from tests.support.processes import Receiver, receiver_config
 from tests.test_serve_process import read_lines, wait_for
 
@@ -63,15 +62,10 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def module_prefix(redis_url: str) -> Iterator[str]:
-    name = f"cstest-{uuid.uuid4().hex[:10]}"
+    """A key prefix for the module's receiver, deleted afterwards."""
+    name = new_prefix()
     yield name
-    client = redis.Redis.from_url(redis_url)
-    try:
-        found = list(client.scan_iter(match=f"{name}:*", count=1000))
-        if found:
-            client.delete(*found)
-    finally:
-        client.close()
+    delete_prefix(redis_url, name)
 
 
 @pytest.fixture(scope="module")
