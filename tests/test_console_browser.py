@@ -280,7 +280,8 @@ def test_the_console_url_serve_prints_shows_a_replayed_call_arriving(
         env={**env, "REDIS_URL": redis_url},
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=read_lines, args=(serve.stdout, lines), daemon=True).start()
+    reader = threading.Thread(target=read_lines, args=(serve.stdout, lines), daemon=True)
+    reader.start()
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     try:
         url = wait_for(lines, rf"console at (http://127\.0\.0\.1:{port}/console/login\?token=\S+)").group(1)
@@ -296,3 +297,6 @@ def test_the_console_url_serve_prints_shows_a_replayed_call_arriving(
         context.close()
         serve.terminate()
         serve.wait(30)
+        reader.join(10)  # the pipe is at its end once serve has exited
+        assert serve.stdout is not None
+        serve.stdout.close()
