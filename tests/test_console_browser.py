@@ -9,11 +9,7 @@ test's temporary directory.
 from __future__ import annotations
 
 import os
-import queue
 import re
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +27,7 @@ from receiver.settings import Source
 from statemachine.keys import Keys
 from tests.conftest import FIXTURES, MakeSettings, delete_prefix, new_prefix
 from tests.support.processes import Receiver, receiver_config
-from tests.test_serve_process import read_lines, wait_for
+from tests.support.serve import ServeProcess, clean_environment
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
 
@@ -271,21 +267,13 @@ def test_the_console_url_serve_prints_shows_a_replayed_call_arriving(
     config = tmp_path / "callstream.toml"
     config.write_text(receiver_config(prefix), encoding="utf-8")
     port = free_port()
-    env = {name: value for name, value in os.environ.items() if name != ONE_TIME_TOKEN_ENV}
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**env, "REDIS_URL": redis_url},
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=read_lines, args=(serve.stdout, lines), daemon=True)
-    reader.start()
+    env = clean_environment(REDIS_URL=redis_url)
+    env.pop(ONE_TIME_TOKEN_ENV, None)
     context = browser.new_context(viewport={"width": 1280, "height": 860})
-    try:
-        url = wait_for(lines, rf"console at (http://127\.0\.0\.1:{port}/console/login\?token=\S+)").group(1)
-        wait_for(lines, "Uvicorn running")
+    args = ["serve", "--config", str(config), "--port", str(port), "--data-dir", str(tmp_path)]
+    with ServeProcess(args, cwd=tmp_path, env=env) as serve:
+        url = serve.wait_for(rf"console at (http://127\.0\.0\.1:{port}/console/login\?token=\S+)").group(1)
+        serve.wait_for("Uvicorn running")
         tab = context.new_page()
         tab.goto(url)
         assert tab.url == f"http://127.0.0.1:{port}/console"
@@ -293,10 +281,5 @@ def test_the_console_url_serve_prints_shows_a_replayed_call_arriving(
         assert main(["replay", str(FIXTURES / "vobiz" / "answered.json"), "--url", f"http://127.0.0.1:{port}"]) == 0
         capsys.readouterr()
         playwright_api.expect(tab.locator(f'#live-rows tr:has-text("{CALL}")')).to_have_count(3)
-    finally:
         context.close()
-        serve.terminate()
-        serve.wait(30)
-        reader.join(10)  # the pipe is at its end once serve has exited
-        assert serve.stdout is not None
-        serve.stdout.close()
+        assert serve.terminate() == 0
