@@ -1,7 +1,7 @@
 """``/console``: the operator console's routes, mounted after every other route of the app.
 
-Being last in the router and adding no middleware, the console costs ``POST /webhooks/*`` nothing: a
-webhook request matches its own route first and never meets any console code. The console reads Redis
+The console adds no middleware and costs ``POST /webhooks/*`` nothing: a webhook request is dispatched to
+its endpoint ahead of the router (`receiver.app.Receiver`) and never meets any console code. The console reads Redis
 through a client of its own (`connection`), so its scans and the live view's polling never take a
 connection from the webhooks' pool.
 """
