@@ -34,8 +34,8 @@ from statemachine.store import CallStore
 
 log = logging.getLogger("callstream.receiver")
 
-#: Route modules, each exposing ``routes(settings) -> list[Route]``. Webhooks first: the router tries routes
-#: in order, so a webhook request matches before any other route is looked at; the console comes last.
+#: Route modules, each exposing ``routes(settings) -> list[Route]``. The webhook endpoint is dispatched ahead of
+#: the router (`Receiver`); the console comes last.
 ROUTE_MODULES = (webhooks, health, calls, metrics, openapi, console)
 
 
