@@ -22,13 +22,14 @@ from receiver.scenario import Scenario
 from statemachine.keys import Keys
 from tests.conftest import FIXTURES, MakeSettings, signed_source
 
-SCENARIOS = sorted(FIXTURES.glob("*/*.json"))
+#: Scenarios written from the field tables, then the corpus of real payloads (``fixtures/<provider>/real/``).
+SCENARIOS = sorted(FIXTURES.glob("*/*.json")) + sorted(FIXTURES.glob("*/real/*.json"))
 BASE_URL = "http://testserver"
 SECRET = "fixture-signing-secret"
 
 
 def scenario_id(path: Path) -> str:
-    return f"{path.parent.name}/{path.stem}"
+    return str(path.relative_to(FIXTURES).with_suffix(""))
 
 
 def signs_request(provider: str) -> bool:

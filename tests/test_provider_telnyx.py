@@ -241,3 +241,45 @@ def test_texml_callback_is_read_like_twilio_with_an_iso_timestamp() -> None:
     assert event.dedupe_key == "v3:abc:2"
     assert event.occurred_at == "2021-04-28T21:51:18.731479Z"
     assert event.correlation["connection_id"] == "1684641123236054244"
+
+
+def legacy(event_type: str, **payload: Any) -> bytes:
+    """A legacy API v1 webhook as developers.telnyx.com/docs/api/v1/call-control/Call-Webhooks shows it: no data
+    wrapper, the event type spelled with underscores, created_at."""
+    return orjson.dumps(
+        {
+            "record_type": "event",
+            "id": "0ccc7b54-4df3-4bca-a65a-3da1ecc777f0",
+            "event_type": event_type,
+            "created_at": "2018-02-02T22:25:27.521992Z",
+            "payload": {"call_leg_id": "428c31b6-7af4-4bcb-b7f5-5013ef9657c1", **payload},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload", "expected"),
+    [
+        ("call_initiated", {"direction": "incoming", "state": "parked"}, Trigger.DIALING),
+        ("call_answered", {"state": "answered"}, Trigger.ANSWERED),
+        ("call_hangup", {"hangup_cause": "normal_clearing"}, Trigger.COMPLETED),
+        ("call_hangup", {"hangup_cause": "user_busy"}, Trigger.BUSY),
+        ("call_machine_detection_ended", {"result": "machine"}, Trigger.ANNOTATION),
+        ("call_bridged", {}, Trigger.ANNOTATION),
+    ],
+)
+def test_legacy_v1_webhooks_are_read_as_their_v2_events(
+    event_type: str, payload: dict[str, Any], expected: Trigger
+) -> None:
+    """Same tables as v2; the webhook's id is the dedupe key and created_at its time."""
+    event = event_of(legacy(event_type, **payload))
+    assert event.event is expected
+    assert event.provider_event == event_type.replace("_", ".")
+    assert event.dedupe_key == "0ccc7b54-4df3-4bca-a65a-3da1ecc777f0"
+    assert event.occurred_at == "2018-02-02T22:25:27.521992Z"
+
+
+def test_a_legacy_event_not_in_the_tables_is_unknown() -> None:
+    """call_speak_started (v1) is as unknown as call.speak.started: 202, dead-lettered."""
+    with pytest.raises(UnknownEvent):
+        event_of(legacy("call_speak_started"))

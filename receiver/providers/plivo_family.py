@@ -274,14 +274,20 @@ def event_time(fields: Fields, key: str) -> str | None:
     return None
 
 
+#: A callback without ``Event`` (the answer and hangup URL requests Vobiz documents on its applications page)
+#: is named by its ``CallStatus``, once a hangup's own fields are ruled out.
+EVENTLESS_STATUSES: dict[str, str] = {"ringing": "Ring", "in_progress": "StartApp"}
+
+
 def event_name(fields: Fields) -> str:
-    """The callback's event name; a hangup callback without an ``Event`` field is a ``Hangup``."""
+    """The callback's event name; without an ``Event`` field, a callback with an ``EndTime`` or a
+    ``HangupCause`` is a ``Hangup``, else its ``CallStatus`` names it (`EVENTLESS_STATUSES`)."""
     name = fields.get("Event") or fields.get("event")
     if name:
         return str(name)
     if fields.get("EndTime") or fields.get("HangupCause"):
         return "Hangup"
-    return ""
+    return EVENTLESS_STATUSES.get(normalized_name(str(fields.get("CallStatus") or "")), "")
 
 
 def extras_of(fields: Fields) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Telnyx: Call Control (Voice API v2) JSON webhooks and TeXML form status callbacks.
 
 Call Control: ``data.event_type`` (``call.initiated``, ``call.answered``, ``call.hangup``, the machine
-detection events, ...) maps to the canonical lifecycle; a hangup's outcome comes from
+detection events, ...) maps to the canonical lifecycle (a legacy API v1 webhook, ``event_type``
+``call_initiated`` ... at the top level with ``created_at``, is read the same way); a hangup's outcome comes from
 ``payload.hangup_cause``. The call id is ``data.payload.call_leg_id``, the dedupe key the webhook's own
 ``data.id``, ``occurred_at`` is ``data.occurred_at``. Events not in the tables (``call.playback.started``
 and the like) are unknown: dead-lettered, answered 202. TeXML callbacks (form bodies) copy Twilio's
@@ -22,7 +23,7 @@ from typing import Any
 from receiver.delivery import FORM, JSON, Delivery
 from receiver.errors import UnknownEvent
 from receiver.providers import twilio_family
-from receiver.providers.base import OutgoingRequest, ProviderAdapter, dig, iso_utc, make_event, text_or_none
+from receiver.providers.base import OutgoingRequest, ProviderAdapter, iso_utc, make_event, text_or_none
 from receiver.signatures import ed25519
 from receiver.signatures.common import check_timestamp, required_header, secrets_of
 from statemachine.events import CallEvent
@@ -90,11 +91,27 @@ def _trigger(event_type: str, payload: dict[str, Any]) -> Trigger:
     return HANGUP_CAUSES[cause]
 
 
+def webhook_of(document: dict[str, Any]) -> dict[str, Any]:
+    """The webhook object: v2's ``data``; a legacy v1 webhook (API v1 connections: no ``data`` wrapper,
+    ``event_type`` spelled with underscores, ``created_at``) is read as its v2 equivalent."""
+    data = document.get("data")
+    if isinstance(data, dict) or "event_type" not in document:
+        return data if isinstance(data, dict) else {}
+    payload = document.get("payload")
+    payload_time = payload.get("occurred_at") if isinstance(payload, dict) else None
+    return {
+        **document,
+        "event_type": str(document.get("event_type") or "").replace("_", "."),
+        "occurred_at": document.get("occurred_at") or payload_time or document.get("created_at"),
+    }
+
+
 def normalize_call_control(delivery: Delivery) -> list[CallEvent]:
-    """One Call Control webhook → one canonical event."""
+    """One Call Control webhook (v2, or the legacy v1 envelope) → one canonical event."""
     document = delivery.fields((JSON,))
-    event_type = str(dig(document, "data.event_type") or "")
-    payload = dig(document, "data.payload")
+    webhook = webhook_of(document)
+    event_type = str(webhook.get("event_type") or "")
+    payload = webhook.get("payload")
     payload = payload if isinstance(payload, dict) else {}
     trigger = _trigger(event_type, payload)
     call_id = payload.get("call_leg_id")
@@ -119,8 +136,8 @@ def normalize_call_control(delivery: Delivery) -> list[CallEvent]:
             trigger=trigger,
             provider_event=event_type,
             provider_status=text_or_none(payload.get("hangup_cause") or payload.get("state")),
-            dedupe_key=text_or_none(dig(document, "data.id")) or f"{call_id}:{event_type}",
-            occurred_at=iso_utc(dig(document, "data.occurred_at")),
+            dedupe_key=text_or_none(webhook.get("id")) or f"{call_id}:{event_type}",
+            occurred_at=iso_utc(webhook.get("occurred_at")),
             from_number=payload.get("from"),
             to_number=payload.get("to"),
             direction=text_or_none(payload.get("direction")),
