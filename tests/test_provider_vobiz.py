@@ -172,6 +172,8 @@ def test_trunk_signature_header_can_be_renamed(make_settings: MakeSettings) -> N
     assert vobiz_trunk.ADAPTER.verify(delivery, 0.0) is None
     with pytest.raises(ConfigError, match="sources.trunk.signature_headr"):
         Settings.from_toml(toml + 'signature_headr = "X"\n', {}, list(PROVIDERS))
+    with pytest.raises(ConfigError, match="sources.trunk.signature_header: must be a non-empty string"):
+        Settings.from_toml(toml + 'signature_header = ""\n', {}, list(PROVIDERS))
 
 
 @pytest.mark.parametrize(
