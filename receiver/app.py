@@ -101,7 +101,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Receiver:
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
-        app.state.pipeline = Pipeline(store, app.state.metrics)
+        app.state.pipeline = Pipeline(store, app.state.metrics, settings.deadletters)
         try:
             async with (
                 sweeper.periodic(settings, app.state.pipeline.store),

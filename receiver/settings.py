@@ -76,6 +76,19 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetterLimits:
+    """``[deadletter]``: how many bytes one dead letter and one source's dead letters may hold."""
+
+    #: A body beyond this is cut (its size and SHA-256 kept) and the entry marked truncated.
+    max_entry_bytes: int = 64 * 1024
+    #: A source's entries beyond this: its oldest are removed to make room.
+    max_source_bytes: int = 16 * 1024 * 1024
+
+
+DEFAULT_DEADLETTERS = DeadLetterLimits()
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service needs to run."""
 
@@ -98,6 +111,7 @@ class Settings:
     from_file: bool = False
     #: ``[sweeper] interval_seconds``: run the stuck-call sweeper inside the server this often (off if None).
     sweeper_interval_s: int | None = None
+    deadletters: DeadLetterLimits = field(default_factory=DeadLetterLimits)
 
     @property
     def keys(self) -> Keys:
@@ -157,6 +171,7 @@ class Settings:
         retention = _table(doc, "retention")
         operator = _table(doc, "operator")
         sweeper = _table(doc, "sweeper")
+        deadletters = _table(doc, "deadletter")
         sources = {name: _source(name, spec, environ, providers) for name, spec in _table(doc, "sources").items()}
         if not sources:
             raise ConfigError("[sources] is empty: configure at least one source")
@@ -184,6 +199,10 @@ class Settings:
             allow_unverified_public=bool(server.get("allow_unverified_public", False)),
             from_file=True,
             sweeper_interval_s=_int(sweeper, "interval_seconds", 1) if "interval_seconds" in sweeper else None,
+            deadletters=DeadLetterLimits(
+                max_entry_bytes=_int(deadletters, "max_entry_bytes", DEFAULT_DEADLETTERS.max_entry_bytes),
+                max_source_bytes=_int(deadletters, "max_source_bytes", DEFAULT_DEADLETTERS.max_source_bytes),
+            ),
         )
 
 

@@ -2,14 +2,14 @@
 -- The decision comes from ARGV[15], the machine's decisions for this event's trigger from every state,
 -- generated from the Python machine (statemachine/script.py: decision_row), so the rules live in one place.
 --
--- KEYS[1] call hash   KEYS[2] transitions stream   KEYS[3] nonce mark (only when ARGV[4] is set)
--- ARGV: 1 trigger, 2 dedupe key, 3 replay flag, 4 nonce, 5 nonce ttl ms, 6 stream maxlen,
+-- KEYS[1] call hash   KEYS[2] transitions stream   KEYS[3...] the request's nonce marks (when ARGV[4] is set)
+-- ARGV: 1 trigger, 2 dedupe key, 3 replay flag, 4 request fingerprint, 5 nonce ttl ms, 6 stream maxlen,
 --       7 active ttl ms, 8 terminal ttl ms, 9 now ms, 10 source, 11 provider, 12 call id,
 --       13 label, 14 event json, 15 decision row (" state=outcome/destination/new attempt/terminal ..."),
 --       16 decision row for an event dated no later than the current attempt's end ('' when the same),
 --       17 the event's time from the provider, unix ms ('' when unknown)
 local call_key, stream_key = KEYS[1], KEYS[2]
-local trigger, dedupe, replay, nonce = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local trigger, dedupe, replay, fingerprint = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 local current = redis.call('HMGET', call_key, 'state', 'attempt', 'version', 'history', 'ended_at')
 local state = current[1] or 'new'
@@ -17,13 +17,17 @@ local attempt = tonumber(current[2] or '1')
 local version = tonumber(current[3] or '0')
 local history = current[4]
 
-if nonce ~= '' then
-  local seen = redis.call('GET', KEYS[3])
-  if seen and seen ~= dedupe then
-    return {'replayed_nonce', state, state, attempt, version, ''}
+-- A nonce authenticates one request: spent here, before anything is decided, it holds that request's
+-- fingerprint; the same request again (a retry) passes, any other request under it is a replay.
+if fingerprint ~= '' then
+  for i = 3, #KEYS do
+    local seen = redis.call('GET', KEYS[i])
+    if seen and seen ~= fingerprint then
+      return {'replayed_nonce', state, state, attempt, version, ''}
+    end
   end
-  if not seen then
-    redis.call('SET', KEYS[3], dedupe, 'PX', ARGV[5])
+  for i = 3, #KEYS do
+    redis.call('SET', KEYS[i], fingerprint, 'PX', ARGV[5], 'NX')
   end
 end
 

@@ -89,6 +89,16 @@ class Keys:
         """Stream of requests that passed authentication but could not be processed."""
         return f"{self.prefix}:deadletter"
 
+    def deadletter_account(self, source: str) -> tuple[str, str, str]:
+        """One source's dead-letter bookkeeping: its entries, oldest last (list of ``"<id> <bytes> <digest>"``),
+        digest → entry id (hash), and the bytes its entries hold (string).
+
+        Their hash tag is the dead-letter stream's whole name, which Redis Cluster hashes as it hashes that
+        stream's (tagless) key: one script updates the stream and a source's bookkeeping in one slot.
+        """
+        tag = f"{self.prefix}:{{{self.deadletter()}}}"
+        return f"{tag}:entries:{source}", f"{tag}:digests:{source}", f"{tag}:bytes:{source}"
+
     def consumer_deadletter(self, group: str) -> str:
         """Stream of transitions consumer group ``group`` gave up on, each with the error. Trimmed, no expiry."""
         if not group or any(ch in group for ch in "{} \t\r\n"):

@@ -60,6 +60,21 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
+class NonceClaim:
+    """Nonces one request spends: from then on each authenticates that request only.
+
+    ``fingerprint`` is a digest of the request (what a retry repeats byte for byte): the same request again
+    (a provider's retry, a retry after a 503) finds its own fingerprint and passes; any other request under
+    one of these nonces is a replay. Marks live ``ttl_ms`` in each nonce's own partition.
+    """
+
+    source: str
+    nonces: tuple[str, ...]
+    fingerprint: str
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class StepResult:
     """What one event did, as Redis confirmed it."""
 
@@ -280,28 +295,28 @@ class CallStore:
         self._batcher = StepBatcher(redis, self._apply_step.sha, apply_step_source(), wait=wait) if batch else None
 
     async def apply(
-        self, event: CallEvent, *, nonce: str | None = None, replay: bool = False, label: str | None = None
+        self, event: CallEvent, *, claim: NonceClaim | None = None, replay: bool = False, label: str | None = None
     ) -> StepResult:
-        """Apply one event atomically and return what it did.
+        """Apply one event atomically and return what it did, spending ``claim``'s nonces in the same step.
 
-        Raises `ReplayedNonce` when ``nonce`` already authenticated a different event, and
-        `StoreUnavailable` when Redis cannot be reached (nothing is applied in that case).
+        Raises `ReplayedNonce` (nothing applied) when a nonce of ``claim`` already authenticated another
+        request, and `StoreUnavailable` when Redis cannot be reached (nothing is applied in that case).
         """
         keys = [self.keys.call_of(event.source, event.call_id), self.keys.transitions_of(event.source, event.call_id)]
-        if nonce and self.keys.partitions > 1:
+        if claim is not None and self.keys.partitions > 1:
             # A replayed nonce may come with another call id, hence another partition and slot: its mark
             # lives in the nonce's own partition and is claimed first, in a round trip of its own.
-            await self._claim_nonce(event, nonce)
-            nonce = None
-        if nonce:
-            keys.append(self.keys.nonce(event.source, nonce))
+            await self.spend(claim)
+            claim = None
+        if claim is not None:
+            keys += [self.keys.nonce_of(claim.source, nonce) for nonce in claim.nonces]
         retention = self.retention
         args = [
             event.event.value,
             event.dedupe_key,
             "1" if replay else "0",
-            nonce or "",
-            retention.nonce_ms,
+            claim.fingerprint if claim is not None else "",
+            claim.ttl_ms if claim is not None else 0,
             retention.stream_maxlen,
             retention.active_call_ms,
             retention.terminal_call_ms,
@@ -324,7 +339,7 @@ class CallStore:
             raise StoreUnavailable(str(err) or type(err).__name__) from err
         outcome = as_text(reply[0])
         if outcome == "replayed_nonce":
-            raise ReplayedNonce(f"nonce {nonce!r} already authenticated another request")
+            raise ReplayedNonce("a signature nonce of this request already authenticated another request")
         return StepResult(
             outcome=Outcome(outcome),
             from_state=as_text(reply[1]),
@@ -334,21 +349,23 @@ class CallStore:
             entry_id=as_text(reply[5]) or None,
         )
 
-    async def _claim_nonce(self, event: CallEvent, nonce: str) -> None:
-        """Mark ``nonce`` as used by this event; `ReplayedNonce` if it authenticated another event.
+    async def spend(self, claim: NonceClaim) -> None:
+        """Spend ``claim``'s nonces in one round trip, for a request that applies no step (or not in their slot).
 
-        Claiming it again for the same event (a provider's retry, or a retry after a 503) is allowed, as
-        in the one-step check of `apply_step.lua`.
+        Raises `ReplayedNonce` when a nonce already authenticated another request: the request must then be
+        refused, and nothing of it kept. The same request again passes (see `NonceClaim`).
         """
-        key = self.keys.nonce_of(event.source, nonce)
         try:
-            if await self.redis.set(key, event.dedupe_key, nx=True, px=self.retention.nonce_ms):
-                return
-            seen = await self.redis.get(key)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for nonce in claim.nonces:
+                    key = self.keys.nonce_of(claim.source, nonce)
+                    pipe.set(key, claim.fingerprint, nx=True, px=claim.ttl_ms)
+                    pipe.get(key)
+                replies = await pipe.execute()
         except UNAVAILABLE_ERRORS as err:
             raise StoreUnavailable(str(err) or type(err).__name__) from err
-        if seen is not None and as_text(seen) != event.dedupe_key:
-            raise ReplayedNonce(f"nonce {nonce!r} already authenticated another request")
+        if any(seen is not None and as_text(seen) != claim.fingerprint for seen in replies[1::2]):
+            raise ReplayedNonce("a signature nonce of this request already authenticated another request")
 
     async def get_call(self, source: str, call_id: str) -> CallRecord | None:
         """The call's current state and history, or None when it is unknown or expired."""

@@ -3,6 +3,7 @@ and configured paths, statuses and signature families working through the real a
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -167,7 +168,8 @@ def hmac_hex(secret: str, now: int) -> str:
 
 
 def bearer_jwt(iat: int) -> dict[str, str]:
-    return {"Authorization": "Bearer " + jwt.encode({"iat": iat}, SECRET, algorithm="HS256")}
+    claims = {"iat": iat, "payload_hash": hashlib.sha256(CANONICAL).hexdigest()}
+    return {"Authorization": "Bearer " + jwt.encode(claims, SECRET, algorithm="HS256")}
 
 
 FAMILIES: dict[str, tuple[str, Headers, Headers, str]] = {

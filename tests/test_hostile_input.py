@@ -144,12 +144,29 @@ def test_unknown_source_is_404_and_leaves_nothing(client: TestClient, r: redis.R
     [
         ("vobiz", {}, "X-Vobiz-Signature-V3"),
         ("vobiz", {"X-Vobiz-Signature-V3": "bm90LWl0"}, "X-Vobiz-Signature-V3-Nonce"),
-        ("vobiz", {"X-Vobiz-Signature-V3": "bm90LWl0", "X-Vobiz-Signature-V3-Nonce": "1"}, "X-Vobiz-Signature-V3"),
+        (
+            "vobiz",
+            {"X-Vobiz-Signature-V3": "bm90LWl0", "X-Vobiz-Signature-V3-Nonce": "1"},
+            "X-Vobiz-Signature-V3-Nonce",
+        ),
+        (
+            "vobiz",
+            {"X-Vobiz-Signature-V3": "bm90LWl0", "X-Vobiz-Signature-V3-Nonce": "12345678901234567890"},
+            "X-Vobiz-Signature-V3",
+        ),
         ("minivoice", {}, "X-MiniVoice-Signature"),
         ("minivoice", {"X-MiniVoice-Signature": "v1=00", "X-MiniVoice-Timestamp": "soon"}, "X-MiniVoice-Timestamp"),
         ("minivoice", {"X-MiniVoice-Signature": "v1=00", "X-MiniVoice-Timestamp": "{now}"}, "X-MiniVoice-Signature"),
     ],
-    ids=["vobiz-missing", "vobiz-no-nonce", "vobiz-wrong", "minivoice-missing", "minivoice-bad-ts", "minivoice-wrong"],
+    ids=[
+        "vobiz-missing",
+        "vobiz-no-nonce",
+        "vobiz-bad-nonce",
+        "vobiz-wrong",
+        "minivoice-missing",
+        "minivoice-bad-ts",
+        "minivoice-wrong",
+    ],
 )
 def test_bad_or_missing_signature_is_401_naming_the_header(
     provider: str, headers: dict[str, str], header: str, signed_client: TestClient, r: redis.Redis, keys: Keys

@@ -52,7 +52,7 @@ def test_hand_computed_vector_verifies() -> None:
     """The signature of a known secret, t and body is the openssl-computed hex, and verifies."""
     assert timestamped_hmac.signature(SECRET, VECTOR_T, VECTOR_BODY) == VECTOR_V1
     header = {"CallingBox-Signature": f"t={VECTOR_T},v1={VECTOR_V1}"}
-    assert callingbox.verify(delivery(header, VECTOR_BODY, SECRET), float(VECTOR_T) + 299) is None
+    assert callingbox.verify(delivery(header, VECTOR_BODY, SECRET), float(VECTOR_T) + 299).checked
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ def test_vector_variants_are_refused_naming_the_header(header: str, now_offset: 
 def test_several_v1_values_accept_any_match() -> None:
     """During rotation CallingBox sends several v1 values; one matching is enough, in any position."""
     header = {"CallingBox-Signature": f"t={VECTOR_T},v1={'a' * 64},v1={VECTOR_V1}"}
-    assert callingbox.verify(delivery(header, VECTOR_BODY, SECRET), float(VECTOR_T)) is None
+    assert callingbox.verify(delivery(header, VECTOR_BODY, SECRET), float(VECTOR_T)).checked
 
 
 def post(client: TestClient, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -140,7 +140,8 @@ def test_event_fields_reach_the_stream(make_client: Callable[..., TestClient], r
     event = entry["event"]
     assert event["occurred_at"] == "2026-04-16T12:00:00Z"
     assert event["dedupe_key"] == f"{CALL_ID}:call.completed"
-    assert event["correlation"] == {"event_id": "evt-header-id", "api_version": "2026-04"}
+    # The signed envelope's id, not the (unsigned) header's.
+    assert event["correlation"] == {"event_id": "0b6f4c1e-8d2a-4f3b-9c7e-1a2b3c4d5e6f", "api_version": "2026-04"}
     assert event["extras"] == {
         "answered_at": "2026-04-16T12:00:09Z",
         "duration_s": 48,

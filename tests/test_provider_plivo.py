@@ -15,6 +15,7 @@ from receiver.delivery import FORM, JSON, Delivery
 from receiver.errors import SignatureError, UnknownEvent, UnsupportedContentType
 from receiver.providers.base import OutgoingRequest
 from receiver.providers.plivo import ADAPTER
+from receiver.signatures import url_nonce
 from statemachine.states import Trigger
 from tests.conftest import MakeSettings, signed_source
 
@@ -35,8 +36,14 @@ BODY = urllib.parse.urlencode(PARAMS).encode()
 NONCE = "05429567804466091622"
 
 
-def delivery(headers: dict[str, str], body: bytes = BODY, url: str = URL, *secrets: str) -> Delivery:
-    source = signed_source("plivo", "plivo", *(secrets or (TOKEN,)))
+BOTH_VERSIONS = {"signature_versions": ["v3", "v2"]}
+V2_NONCE = "12345678901234567890"
+
+
+def delivery(
+    headers: dict[str, str], body: bytes = BODY, url: str = URL, *secrets: str, options: dict[str, object] | None = None
+) -> Delivery:
+    source = signed_source("plivo", "plivo", *(secrets or (TOKEN,)), options=options or {})
     lowered = {"content-type": FORM, **{name.lower(): value for name, value in headers.items()}}
     return Delivery(source, body, lowered, url, 1_780_000_000.0)
 
@@ -47,33 +54,46 @@ def sdk_v3(token: str, url: str = URL, params: dict[str, str] = PARAMS, nonce: s
     return signature.decode()
 
 
-def test_sdk_published_v2_vector_is_accepted() -> None:
-    """plivo-python's own test vector (tests/resources/test_signature.py) verifies as a V2 request."""
-    signature = "ehV3IKhLysWBxC1sy8INm0qGoQYdYsHwuoKjsX7FsXc="
-    assert validate_signature("https://answer.url", "12345", signature, "my_auth_token")
-    request = delivery(
-        {"X-Plivo-Signature-V2": signature, "X-Plivo-Signature-V2-Nonce": "12345"},
-        b"",
-        "https://answer.url",
-        "my_auth_token",
-    )
-    assert ADAPTER.verify(request, 0.0) == "12345"
+def test_sdk_published_v2_vector_matches_and_v2_verifies_where_accepted() -> None:
+    """plivo-python's own test vector (tests/resources/test_signature.py) is what the V2 signature computes;
+    a V2 request (with a nonce of the documented 20-digit shape) verifies at a source that accepts V2."""
+    vector = "ehV3IKhLysWBxC1sy8INm0qGoQYdYsHwuoKjsX7FsXc="
+    assert validate_signature("https://answer.url", "12345", vector, "my_auth_token")
+    assert url_nonce.signature("my_auth_token", "https://answer.url", "12345", "") == vector
+    signature = url_nonce.signature("my_auth_token", "https://answer.url", V2_NONCE, "")
+    assert validate_signature("https://answer.url", V2_NONCE, signature, "my_auth_token")
+    headers = {"X-Plivo-Signature-V2": signature, "X-Plivo-Signature-V2-Nonce": V2_NONCE}
+    request = delivery(headers, b"", "https://answer.url", "my_auth_token", options=BOTH_VERSIONS)
+    assert ADAPTER.verify(request, 0.0).nonces == (V2_NONCE,)
+
+
+def test_v2_is_refused_unless_the_source_accepts_it() -> None:
+    """The default is the strongest version Plivo sends (V3): a V2 signature, valid as it is, is refused."""
+    signature = url_nonce.signature("my_auth_token", "https://answer.url", V2_NONCE, "")
+    headers = {"X-Plivo-Signature-V2": signature, "X-Plivo-Signature-V2-Nonce": V2_NONCE}
+    with pytest.raises(SignatureError) as raised:
+        ADAPTER.verify(delivery(headers, b"", "https://answer.url", "my_auth_token"), 0.0)
+    assert raised.value.details["header"] == "X-Plivo-Signature-V2"
+    assert "does not accept" in raised.value.message
 
 
 def test_v2_ignores_query_but_not_path() -> None:
     """V2 signs scheme, host and path only: a query on the URL is not signed, another path is refused."""
-    signature = "ehV3IKhLysWBxC1sy8INm0qGoQYdYsHwuoKjsX7FsXc="
-    headers = {"X-Plivo-Signature-V2": signature, "X-Plivo-Signature-V2-Nonce": "12345"}
-    assert ADAPTER.verify(delivery(headers, b"", "https://answer.url?x=1", "my_auth_token"), 0.0) == "12345"
+    signature = url_nonce.signature("my_auth_token", "https://answer.url", V2_NONCE, "")
+    headers = {"X-Plivo-Signature-V2": signature, "X-Plivo-Signature-V2-Nonce": V2_NONCE}
+    request = delivery(headers, b"", "https://answer.url?x=1", "my_auth_token", options=BOTH_VERSIONS)
+    assert ADAPTER.verify(request, 0.0).nonces == (V2_NONCE,)
     with pytest.raises(SignatureError) as raised:
-        ADAPTER.verify(delivery(headers, b"", "https://answer.url/other", "my_auth_token"), 0.0)
+        ADAPTER.verify(delivery(headers, b"", "https://answer.url/other", "my_auth_token", options=BOTH_VERSIONS), 0.0)
     assert raised.value.details["header"] == "X-Plivo-Signature-V2"
 
 
 def test_sdk_signed_v3_request_is_accepted() -> None:
-    """A V3 signature computed by the SDK verifies, and its nonce is returned."""
+    """A V3 signature computed by the SDK verifies, and its nonce is returned to be spent."""
     headers = {"X-Plivo-Signature-V3": sdk_v3(TOKEN), "X-Plivo-Signature-V3-Nonce": NONCE}
-    assert ADAPTER.verify(delivery(headers), 0.0) == NONCE
+    verified = ADAPTER.verify(delivery(headers), 0.0)
+    assert verified.nonces == (NONCE,)
+    assert set(verified.credentials) == {"x-plivo-signature-v3", "x-plivo-signature-v3-nonce"}
 
 
 def test_our_v3_signature_is_accepted_by_the_sdk() -> None:
@@ -107,13 +127,13 @@ def test_v3_rejects_any_change(url: str, params: dict[str, str], token: str, non
 def test_v3_accepts_one_of_several_values_and_the_main_account_header() -> None:
     """The header may hold several comma-separated signatures; Ma-V3 is signed with the main account token."""
     several = {"X-Plivo-Signature-V3": "bm90LWl0," + sdk_v3(TOKEN), "X-Plivo-Signature-V3-Nonce": NONCE}
-    assert ADAPTER.verify(delivery(several), 0.0) == NONCE
+    assert ADAPTER.verify(delivery(several), 0.0).nonces == (NONCE,)
     both = {
         "X-Plivo-Signature-V3": sdk_v3(TOKEN),
         "X-Plivo-Signature-Ma-V3": sdk_v3(MAIN_TOKEN),
         "X-Plivo-Signature-V3-Nonce": NONCE,
     }
-    assert ADAPTER.verify(delivery(both, BODY, URL, MAIN_TOKEN), 0.0) == NONCE
+    assert ADAPTER.verify(delivery(both, BODY, URL, MAIN_TOKEN), 0.0).nonces == (NONCE,)
 
 
 def test_missing_headers_are_named() -> None:
@@ -136,7 +156,7 @@ def test_app_answers_signed_200_and_bad_signature_401(
     response = client.post("/webhooks/plivo", content=BODY, headers=good)
     assert response.status_code == 200
     assert response.json()["results"][0]["to_state"] == "completed"
-    bad = {**good, "X-Plivo-Signature-V3": sdk_v3("wrong-token", url), "X-Plivo-Signature-V3-Nonce": "1"}
+    bad = {**good, "X-Plivo-Signature-V3": sdk_v3("wrong-token", url), "X-Plivo-Signature-V3-Nonce": V2_NONCE}
     response = client.post("/webhooks/plivo", content=BODY, headers=bad)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_signature"
@@ -148,7 +168,7 @@ def test_app_refuses_a_v2_nonce_reused_for_another_callback(
     make_client: Callable[..., TestClient], make_settings: MakeSettings
 ) -> None:
     """V2 does not sign the body: a captured signature replayed with another body is refused as a replay."""
-    client = make_client(make_settings({"plivo": signed_source("plivo", "plivo", TOKEN)}))
+    client = make_client(make_settings({"plivo": signed_source("plivo", "plivo", TOKEN, options=BOTH_VERSIONS)}))
     headers = {
         "Content-Type": FORM,
         "X-Plivo-Signature-V2": "HCfCT/UELYCiGweJNm359X9bBshH027IHSKVpEyJPvY=",

@@ -38,6 +38,7 @@ from receiver.delivery import Delivery
 from receiver.providers import PROVIDERS, OutgoingRequest
 from receiver.scenario import Scenario
 from receiver.settings import Secret, Source
+from receiver.signatures.common import UNVERIFIED
 from statemachine.keys import Keys
 from tests.conftest import MakeSettings, signed_source
 from tests.support.histories import (
@@ -275,6 +276,9 @@ def client_and_letter(make_client: Client, redis_url: str, keys: Keys) -> tuple[
 
     async def keep() -> str:
         async with Redis.from_url(redis_url) as connection:
-            return await deadletter.keep(connection, keys, delivery, "unknown_event", "kept by an older release")
+            kept = await deadletter.keep(
+                connection, keys, delivery, UNVERIFIED, "unknown_event", "could not be processed"
+            )
+            return kept.entry_id
 
     return client, asyncio.run(keep())

@@ -11,7 +11,7 @@ from statemachine.events import CallEvent
 from statemachine.keys import Keys
 from statemachine.machine import Outcome, decide
 from statemachine.states import Trigger
-from statemachine.store import CallStore, Retention
+from statemachine.store import CallStore, NonceClaim, Retention
 from tests.support.events import call_event as event
 
 
@@ -74,14 +74,31 @@ async def test_call_history_and_expiry(store: CallStore, keys: Keys) -> None:
     assert await store.get_call("src", "unknown") is None
 
 
-async def test_nonce_reused_for_another_event_is_refused(store: CallStore, keys: Keys) -> None:
-    """A nonce that authenticated one event cannot authenticate a different one; the same event is a duplicate."""
-    await store.apply(event("c", Trigger.RINGING, "c:Ring"), nonce="12345678901234567890")
-    again = await store.apply(event("c", Trigger.RINGING, "c:Ring"), nonce="12345678901234567890")
+async def test_nonce_reused_for_another_request_is_refused(store: CallStore, keys: Keys) -> None:
+    """A nonce spent by one request cannot authenticate another (a different fingerprint), in the step or on
+    its own; the same request again (its own fingerprint) passes, and its event is then a duplicate."""
+    first = NonceClaim("src", ("12345678901234567890",), "request-a", 60_000)
+    await store.apply(event("c", Trigger.RINGING, "c:Ring"), claim=first)
+    again = await store.apply(event("c", Trigger.RINGING, "c:Ring"), claim=first)
     assert again.outcome is Outcome.DUPLICATE
+    other = NonceClaim("src", ("12345678901234567890",), "request-b", 60_000)
     with pytest.raises(ReplayedNonce):
-        await store.apply(event("c", Trigger.COMPLETED, "c:Hangup"), nonce="12345678901234567890")
+        await store.apply(event("c", Trigger.COMPLETED, "c:Hangup"), claim=other)
+    with pytest.raises(ReplayedNonce):
+        await store.spend(other)
+    await store.spend(first)
     assert await store.redis.hget(keys.call("src", "c"), "state") == b"ringing"
+    assert 0 < await store.redis.pttl(keys.nonce_of("src", "12345678901234567890")) <= 60_000
+
+
+async def test_a_request_spends_every_nonce_it_carries(store: CallStore) -> None:
+    """A request carrying two nonces (two signature versions) spends both: either one alone, with another
+    request, is then a replay."""
+    both = NonceClaim("src", ("11111111111111111111", "22222222222222222222"), "request-a", 60_000)
+    await store.apply(event("c", Trigger.RINGING, "c:Ring"), claim=both)
+    for nonce in both.nonces:
+        with pytest.raises(ReplayedNonce):
+            await store.spend(NonceClaim("src", (nonce,), "request-b", 60_000))
 
 
 def minivoice(trigger: Trigger, at: str) -> CallEvent:

@@ -100,7 +100,9 @@ def _show(args: argparse.Namespace) -> Work:
 
 def _redrive(args: argparse.Namespace) -> Work:
     async def work(target: Target, redis: Redis) -> int:
-        pipeline = Pipeline(CallStore(redis, target.keys, target.settings.retention))
+        pipeline = Pipeline(
+            CallStore(redis, target.keys, target.settings.retention), deadletters=target.settings.deadletters
+        )
         reports = await redrive(pipeline, target.settings, None if args.all else args.entry_ids)
         for report in reports:
             print(orjson.dumps(report).decode() if args.json else describe(report))

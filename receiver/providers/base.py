@@ -18,6 +18,7 @@ from typing import Any
 
 from receiver.delivery import FORM, Delivery
 from receiver.errors import InvalidField, MissingField
+from receiver.signatures.common import Verified
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
@@ -38,9 +39,9 @@ class OutgoingRequest:
         return urllib.parse.parse_qsl(self.body.decode(), keep_blank_values=True)
 
 
-#: ``verify(delivery, now)`` raises `SignatureError`; returns the signature's nonce when the scheme has one
-#: that must be remembered against replay (schemes whose signature does not cover the body).
-Verify = Callable[[Delivery, float], str | None]
+#: ``verify(delivery, now)`` raises `SignatureError`; returns what the signature proved (`Verified`): the
+#: headers it covered and any nonces that must authenticate this request only.
+Verify = Callable[[Delivery, float], Verified]
 Normalize = Callable[[Delivery], list[CallEvent]]
 Sign = Callable[[OutgoingRequest, str, float], dict[str, str]]
 

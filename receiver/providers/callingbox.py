@@ -33,7 +33,6 @@ from statemachine.states import Trigger
 NAME = "callingbox"
 SIGNATURE_HEADER = "CallingBox-Signature"
 EVENT_ID_HEADER = "CallingBox-Event-Id"
-EVENT_TYPE_HEADER = "CallingBox-Event-Type"
 
 EVENTS: dict[str, Trigger] = {
     "call.queued": Trigger.QUEUED,
@@ -50,7 +49,9 @@ EVENTS: dict[str, Trigger] = {
 def normalize(delivery: Delivery) -> list[CallEvent]:
     """One CallingBox webhook → one canonical event."""
     document = delivery.fields((JSON,))
-    provider_event = str(document.get("type") or delivery.headers.get(EVENT_TYPE_HEADER.lower()) or "")
+    # The type comes from the signed body only: the signature does not cover headers, so a header naming
+    # the type would let a replayed request change its event.
+    provider_event = str(document.get("type") or "")
     if provider_event not in EVENTS:
         raise UnknownEvent(f"unknown CallingBox event {provider_event or '(none)'!r}", event=provider_event)
     found = dig(document, "data.call")
@@ -70,7 +71,7 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
             to_number=call.get("to_number"),
             direction=text_or_none(call.get("direction")),
             correlation={
-                "event_id": delivery.headers.get(EVENT_ID_HEADER.lower()) or document.get("id"),
+                "event_id": document.get("id") or delivery.headers.get(EVENT_ID_HEADER.lower()),
                 "api_version": document.get("api_version"),
             },
             extras={

@@ -50,7 +50,7 @@ from receiver.providers.base import (
 )
 from receiver.settings import ConfigError, Source
 from receiver.signatures import jwt_hs256, shared_secret, timestamped_hmac
-from receiver.signatures.common import required_header, secrets_of
+from receiver.signatures.common import Verified, required_header, secrets_of
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
@@ -236,40 +236,36 @@ def normalize_with(delivery: Delivery, config: GenericConfig) -> list[CallEvent]
     ]
 
 
-def _verify_shared_secret(delivery: Delivery, now: float, signature: SignatureConfig) -> str | None:
+def _verify_shared_secret(delivery: Delivery, now: float, signature: SignatureConfig) -> Verified:
     provided = required_header(delivery.headers, signature.header)
     shared_secret.verify(secrets_of(delivery.source.secrets), provided, signature.header)
-    return None
+    return shared_secret.verified(signature.header)
 
 
 def _hmac_scheme(signature: SignatureConfig) -> timestamped_hmac.Scheme:
     return timestamped_hmac.Scheme(signature.header, signature.timestamp_header, signature.value_format)
 
 
-def _verify_hmac(delivery: Delivery, now: float, signature: SignatureConfig) -> str | None:
+def _verify_hmac(delivery: Delivery, now: float, signature: SignatureConfig) -> Verified:
     return _hmac_scheme(signature).verify(delivery, now)
 
 
-def _verify_jwt(delivery: Delivery, now: float, signature: SignatureConfig) -> str | None:
+def _verify_jwt(delivery: Delivery, now: float, signature: SignatureConfig) -> Verified:
     token = shared_secret.bearer_token(required_header(delivery.headers, signature.header), signature.header)
-    jwt_hs256.verify(
-        secrets_of(delivery.source.secrets),
-        token,
-        delivery.body,
-        now,
-        delivery.source.timestamp_tolerance_s,
-        signature.header,
+    tolerance_s = delivery.source.timestamp_tolerance_s
+    claims = jwt_hs256.verify(
+        secrets_of(delivery.source.secrets), token, delivery.body, now, tolerance_s, signature.header
     )
-    return None
+    return jwt_hs256.verified(claims, tolerance_s, signature.header)
 
 
-def _verify_builtin(delivery: Delivery, now: float, signature: SignatureConfig) -> str | None:
+def _verify_builtin(delivery: Delivery, now: float, signature: SignatureConfig) -> Verified:
     from receiver.providers import PROVIDERS
 
     return PROVIDERS[str(signature.builtin)].verify(delivery, now)
 
 
-VERIFIERS: dict[str, Callable[[Delivery, float, SignatureConfig], str | None]] = {
+VERIFIERS: dict[str, Callable[[Delivery, float, SignatureConfig], Verified]] = {
     SHARED_HEADER: _verify_shared_secret,
     HMAC_TIMESTAMPED: _verify_hmac,
     JWT_HS256: _verify_jwt,
@@ -316,7 +312,7 @@ def adapter_for(name: str, preset: Mapping[str, Any] | None = None) -> ProviderA
     def normalize(delivery: Delivery) -> list[CallEvent]:
         return normalize_with(delivery, config_of(delivery.source, preset))
 
-    def verify(delivery: Delivery, now: float) -> str | None:
+    def verify(delivery: Delivery, now: float) -> Verified:
         signature = config_of(delivery.source, preset).signature
         return VERIFIERS[signature.family](delivery, now, signature)
 

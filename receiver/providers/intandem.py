@@ -39,7 +39,7 @@ from receiver.providers.base import (
     text_or_none,
 )
 from receiver.signatures import shared_secret
-from receiver.signatures.common import required_header, secrets_of
+from receiver.signatures.common import Verified, required_header, secrets_of
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
@@ -127,11 +127,11 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
     return events
 
 
-def verify(delivery: Delivery, now: float) -> str | None:
+def verify(delivery: Delivery, now: float) -> Verified:
     """The bearer token must equal one of the source's secrets."""
     token = shared_secret.bearer_token(required_header(delivery.headers, AUTHORIZATION), AUTHORIZATION)
     shared_secret.verify(secrets_of(delivery.source.secrets), token, AUTHORIZATION)
-    return None
+    return shared_secret.verified(AUTHORIZATION)
 
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:

@@ -6,24 +6,24 @@ stays empty (its ``StartTime`` / ``AnswerTime`` / ``EndTime`` are in the account
 With ``*_method=GET`` the fields arrive in the query string.
 Signatures: ``X-Plivo-Signature-V3`` (URL, sorted query, sorted POST parameters and
 ``X-Plivo-Signature-V3-Nonce``; `receiver.signatures.plivo_v3`) and ``X-Plivo-Signature-Ma-V3``, the same
-signed with the main account's token; else V2 (``X-Plivo-Signature-V2`` / ``-Ma-V2`` with
-``X-Plivo-Signature-V2-Nonce``), which signs only the URL and nonce. A source's secrets are the auth
-tokens it accepts (sub-account and main account, old and new). The nonce is returned so that it cannot
-authenticate another request: this matters for V2, whose body is not signed.
+signed with the main account's token. V2 (``X-Plivo-Signature-V2`` / ``-Ma-V2`` with
+``X-Plivo-Signature-V2-Nonce``), which signs only the URL and nonce, is accepted only by a source that lists
+it in ``signature_versions``, and never when V3 headers are present. A source's secrets are the auth tokens
+it accepts (sub-account and main account, old and new). The nonces are spent before the request is acted
+on, so they cannot authenticate another request (`receiver.signatures.url_nonce`).
 Sources: ../shared/providers.md §1, plivo-python ``plivo/utils/__init__.py`` and ``signature_v3.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from secrets import choice
 
 from receiver.delivery import FORM, Delivery
-from receiver.errors import SignatureError
 from receiver.providers import plivo_family
 from receiver.providers.base import OutgoingRequest, ProviderAdapter
 from receiver.signatures import plivo_v3, url_nonce
-from receiver.signatures.common import required_header, secrets_of
+from receiver.signatures.common import Verified
 from statemachine.events import CallEvent
 
 NAME = "plivo"
@@ -38,30 +38,29 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
     return plivo_family.normalize_callback(delivery, delivery.fields((FORM,)), plivo_family.EVENTS, "Plivo")
 
 
-def _present(headers: Mapping[str, str], names: tuple[str, ...]) -> list[tuple[str, str]]:
-    return [(name, headers[name.lower()]) for name in names if headers.get(name.lower())]
+def _check_v3(secrets: Sequence[str], delivery: Delivery, nonce: str, provided: Sequence[str], header: str) -> None:
+    # A GET's fields are in its query, which the signed URL carries (the SDK's construct_get_url).
+    params = delivery.form_pairs() if delivery.method == "POST" and delivery.media_type == FORM else []
+    plivo_v3.verify(secrets, delivery.url, params, nonce, provided, header)
 
 
-def verify(delivery: Delivery, now: float) -> str | None:
-    """V3 when its headers are present, else V2; either signature header (sub or main account) may match.
+#: Signature versions, strongest first; a source accepts ``signature_versions`` (default ``["v3"]``).
+VERSIONS = (
+    url_nonce.Version("v3", V3_HEADERS, V3_NONCE_HEADER, _check_v3),
+    url_nonce.Version("v2", V2_HEADERS, V2_NONCE_HEADER, url_nonce.separator_check("")),
+)
 
-    Returns the nonce, which must not authenticate another request.
+
+def verify(delivery: Delivery, now: float) -> Verified:
+    """The strongest version present (V3, else V2 where accepted); either header (sub or main account) may match.
+
+    The nonces are returned to be spent: this matters for V2, whose body is not signed.
     """
-    headers = delivery.headers
-    secrets = secrets_of(delivery.source.secrets)
-    v3 = _present(headers, V3_HEADERS)
-    if v3:
-        nonce = required_header(headers, V3_NONCE_HEADER)
-        # A GET's fields are in its query, which the signed URL carries (the SDK's construct_get_url).
-        params = delivery.form_pairs() if delivery.method == "POST" and delivery.media_type == FORM else []
-        plivo_v3.verify(secrets, delivery.url, params, nonce, [value for _, value in v3], v3[0][0])
-        return nonce
-    v2 = _present(headers, V2_HEADERS)
-    if v2:
-        nonce = required_header(headers, V2_NONCE_HEADER)
-        url_nonce.verify(secrets, delivery.url, nonce, ",".join(value for _, value in v2), "", v2[0][0])
-        return nonce
-    raise SignatureError(f"missing signature header {V3_HEADERS[0]}", header=V3_HEADERS[0])
+    return url_nonce.verify_versions(delivery, VERSIONS, NAME)
+
+
+#: ``signature_versions`` is checked when the configuration loads.
+check_options = url_nonce.options_checker(VERSIONS)
 
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:

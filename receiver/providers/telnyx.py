@@ -25,13 +25,18 @@ from receiver.errors import UnknownEvent
 from receiver.providers import twilio_family
 from receiver.providers.base import OutgoingRequest, ProviderAdapter, iso_utc, make_event, text_or_none
 from receiver.signatures import ed25519
-from receiver.signatures.common import check_timestamp, required_header, secrets_of
+from receiver.signatures.common import Verified, check_timestamp, required_header, secrets_of
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
 NAME = "telnyx"
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
+VERIFIED = Verified(
+    scheme="telnyx ed25519: timestamp and body",
+    credentials=(SIGNATURE_HEADER,),
+    covered=(TIMESTAMP_HEADER,),
+)
 
 #: Call Control events that move the call. None: the outcome comes from `HANGUP_CAUSES`.
 #: ``call.initiated`` is the attempt starting (there is no ringing event in Call Control).
@@ -160,14 +165,14 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
     return normalize_call_control(delivery)
 
 
-def verify(delivery: Delivery, now: float) -> str | None:
+def verify(delivery: Delivery, now: float) -> Verified:
     """Ed25519 over ``timestamp|body`` with any configured key, timestamp within tolerance."""
     provided = required_header(delivery.headers, SIGNATURE_HEADER)
     timestamp = required_header(delivery.headers, TIMESTAMP_HEADER)
     check_timestamp(timestamp, now, delivery.source.timestamp_tolerance_s, TIMESTAMP_HEADER)
     keys = [ed25519.verifying_key(secret) for secret in secrets_of(delivery.source.secrets)]
     ed25519.verify(keys, timestamp, delivery.body, provided, SIGNATURE_HEADER)
-    return None
+    return VERIFIED
 
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:

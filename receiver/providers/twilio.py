@@ -19,12 +19,19 @@ from receiver.errors import SignatureError
 from receiver.providers import twilio_family
 from receiver.providers.base import OutgoingRequest, ProviderAdapter
 from receiver.signatures import twilio_sha1
-from receiver.signatures.common import required_header, secrets_of
+from receiver.signatures.common import Verified, required_header, secrets_of
 from statemachine.events import CallEvent
 
 NAME = "twilio"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+#: What a valid signature proves: the URL and the parameters (or, for JSON, the body through ``bodySHA256``),
+#: with no time and no nonce: a captured request stays valid, and replays the same event.
+VERIFIED = Verified(
+    scheme="twilio: URL and parameters (JSON body by bodySHA256); no timestamp",
+    credentials=(SIGNATURE_HEADER.lower(),),
+    covered=(SETTINGS_HEADER.lower(),),
+)
 
 
 def normalize(delivery: Delivery) -> list[CallEvent]:
@@ -32,7 +39,7 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
     return twilio_family.normalize_status_callback(delivery, "Twilio")
 
 
-def verify(delivery: Delivery, now: float) -> str | None:
+def verify(delivery: Delivery, now: float) -> Verified:
     """HMAC over the URL and form parameters (a JSON body: its ``bodySHA256``) with any configured token."""
     provided = required_header(delivery.headers, SIGNATURE_HEADER)
     algorithm = twilio_sha1.algorithm_of(delivery.headers.get(SETTINGS_HEADER.lower()))
@@ -46,7 +53,7 @@ def verify(delivery: Delivery, now: float) -> str | None:
     twilio_sha1.verify(secrets, delivery.url, params, provided, SIGNATURE_HEADER, algorithm)
     if not is_form and not is_get:
         twilio_sha1.verify_body_hash(delivery.url, delivery.body, SIGNATURE_HEADER)
-    return None
+    return VERIFIED
 
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:

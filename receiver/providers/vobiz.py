@@ -10,8 +10,9 @@ URL without its query). Events, the outcome of a Hangup and the normalization ar
 the call ("Insufficient balance", "KYC verification required", "No routes available", ...), so it ends
 ``failed`` with the ``Reason``: Vobiz itself refused it, no far end declined (that is ``rejected``), and
 trunk webhooks are sent once, so nothing else would ever end the call.
-Signatures (V3, else V2, with the ``-MA-`` main-account variants) sign only the URL and a nonce: the
-nonce is remembered against replay. Trunk webhooks are signed differently (an HMAC of the body with the
+Signatures (V3; V2 only where a source lists it in ``signature_versions``; with the ``-MA-`` main-account
+variants) sign only the URL and a nonce: the nonce is spent before the request is acted on
+(`receiver.signatures.url_nonce`). Trunk webhooks are signed differently (an HMAC of the body with the
 trunk's signing secret): a source receiving them signed uses the ``vobiz_trunk`` adapter; this one reads
 them on an unverified source too.
 Sources: ../shared/providers.md §1–2, the Vobiz make-call page, docs.vobiz.ai/concepts/validating-callbacks,
@@ -23,22 +24,29 @@ from __future__ import annotations
 from secrets import choice
 
 from receiver.delivery import FORM, JSON, Delivery
-from receiver.errors import SignatureError
 from receiver.providers import plivo_family
 from receiver.providers.base import OutgoingRequest, ProviderAdapter, normalized_name
 from receiver.signatures import url_nonce
-from receiver.signatures.common import secrets_of
+from receiver.signatures.common import Verified
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
 NAME = "vobiz"
 
-#: (signature header, nonce header, separator) in order of preference.
-SIGNATURE_HEADERS: tuple[tuple[str, str, str], ...] = (
-    ("X-Vobiz-Signature-V3", "X-Vobiz-Signature-V3-Nonce", "."),
-    ("X-Vobiz-Signature-MA-V3", "X-Vobiz-Signature-V3-Nonce", "."),
-    ("X-Vobiz-Signature-V2", "X-Vobiz-Signature-V2-Nonce", ""),
-    ("X-Vobiz-Signature-MA-V2", "X-Vobiz-Signature-V2-Nonce", ""),
+#: Signature versions, strongest first; a source accepts ``signature_versions`` (default ``["v3"]``).
+VERSIONS = (
+    url_nonce.Version(
+        "v3",
+        ("X-Vobiz-Signature-V3", "X-Vobiz-Signature-MA-V3"),
+        "X-Vobiz-Signature-V3-Nonce",
+        url_nonce.separator_check("."),
+    ),
+    url_nonce.Version(
+        "v2",
+        ("X-Vobiz-Signature-V2", "X-Vobiz-Signature-MA-V2"),
+        "X-Vobiz-Signature-V2-Nonce",
+        url_nonce.separator_check(""),
+    ),
 )
 
 #: A trunk ``CallInitiated``'s ``Allowed`` (JSON boolean, or text in a query) → the attempt's fate.
@@ -67,20 +75,13 @@ def normalize(delivery: Delivery) -> list[CallEvent]:
     return plivo_family.normalize_callback(delivery, delivery.fields((FORM, JSON)), EVENTS, "Vobiz")
 
 
-def verify(delivery: Delivery, now: float) -> str | None:
-    """Check the strongest signature present; return its nonce, which must not authenticate another request."""
-    headers = delivery.headers
-    secrets = secrets_of(delivery.source.secrets)
-    for header, nonce_header, separator in SIGNATURE_HEADERS:
-        provided = headers.get(header.lower())
-        if provided is None:
-            continue
-        nonce = headers.get(nonce_header.lower())
-        if not nonce:
-            raise SignatureError(f"missing signature header {nonce_header}", header=nonce_header)
-        url_nonce.verify(secrets, delivery.url, nonce, provided, separator, header)
-        return nonce
-    raise SignatureError("missing signature header X-Vobiz-Signature-V3", header="X-Vobiz-Signature-V3")
+def verify(delivery: Delivery, now: float) -> Verified:
+    """The strongest signature version present, if the source accepts it; its nonces must then be spent."""
+    return url_nonce.verify_versions(delivery, VERSIONS, NAME)
+
+
+#: ``signature_versions`` is checked when the configuration loads.
+check_options = url_nonce.options_checker(VERSIONS)
 
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:

@@ -15,9 +15,9 @@ the dedupe key is ``uuid:status:timestamp``. Decisions a reader should know:
 
 Signature: ``Authorization: Bearer <JWT>``, HS256 with the account's signature secret; ``iat`` must be
 within the source's tolerance and ``payload_hash``, when present, the SHA-256 of the raw body (of the
-query parameters as compact JSON for a GET callback, ``event_method=GET``, whose fields arrive in the query). A token
-without ``payload_hash`` does not bind the body, so its ``jti`` is returned as a nonce and may then
-authenticate one event only.
+query parameters as compact JSON for a GET callback, ``event_method=GET``, whose fields arrive in the query). A
+token without ``payload_hash`` does not bind the body, so it must carry a ``jti``, which is spent before the
+request is acted on: it authenticates one request only.
 Sources: ../shared/providers.md §7, §10.2; developer.vonage.com/en/voice/voice-api/webhook-reference;
 vonage-python-sdk ``jwt/src/vonage_jwt/verify_jwt.py``.
 """
@@ -31,18 +31,17 @@ from typing import Any
 import orjson
 
 from receiver.delivery import JSON, Delivery
-from receiver.errors import ReceiverError, SignatureError, UnknownEvent
+from receiver.errors import UnknownEvent
 from receiver.providers.base import (
     OutgoingRequest,
     ProviderAdapter,
-    checked_id,
     iso_utc,
     make_event,
     number_or_none,
     text_or_none,
 )
 from receiver.signatures import jwt_hs256, shared_secret
-from receiver.signatures.common import required_header, secrets_of
+from receiver.signatures.common import Verified, required_header, secrets_of
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
@@ -124,23 +123,19 @@ def signed_payload(method: str, url: str, body: bytes) -> bytes:
     return orjson.dumps(dict(pairs))
 
 
-def verify(delivery: Delivery, now: float) -> str | None:
-    """The bearer JWT: signature under any secret, fresh ``iat``, ``payload_hash`` of this payload."""
+def verify(delivery: Delivery, now: float) -> Verified:
+    """The bearer JWT: signed with any secret, fresh ``iat``, ``payload_hash`` of this payload, else a ``jti`` to spend."""
     token = shared_secret.bearer_token(required_header(delivery.headers, AUTHORIZATION), AUTHORIZATION)
+    tolerance_s = delivery.source.timestamp_tolerance_s
     claims = jwt_hs256.verify(
         secrets_of(delivery.source.secrets),
         token,
         signed_payload(delivery.method, delivery.url, delivery.body),
         now,
-        delivery.source.timestamp_tolerance_s,
+        tolerance_s,
         AUTHORIZATION,
     )
-    if "payload_hash" in claims or claims.get("jti") in (None, ""):
-        return None
-    try:
-        return checked_id(claims["jti"], "jti")
-    except ReceiverError:
-        raise SignatureError(f"{AUTHORIZATION} token jti is not a usable id", header=AUTHORIZATION) from None
+    return jwt_hs256.verified(claims, tolerance_s, AUTHORIZATION)
 
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:

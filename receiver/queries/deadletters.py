@@ -1,15 +1,18 @@
 """Dead letters as an operator sees them (credentials masked) and redriving them through the pipeline.
 
-Redriving runs a kept request through the pipeline again (no signature check: it was verified when it
-arrived; provider dedupe skipped, as for an operator replay) with its source as configured *now*, so a
-fixed configuration or a newer release can process it. On success the entry is removed; when it fails
-again the pipeline keeps it anew with the new reason and the old entry is removed, so each request is
-in the stream once. Used by ``callstream deadletter`` and by the console.
+Redriving runs a kept request through the pipeline again with its source as configured *now*, so a fixed
+configuration or a newer release can process it (provider dedupe skipped, as for an operator replay). Its
+signature is not checked again: the entry's signature values are masked, and it was authenticated when
+it arrived (its nonces were spent then). So redrive runs only what was authenticated: an entry whose
+authentication was recorded as checked, or one received while its source did not verify and whose
+source still does not; never an entry kept without that record (an older release) or a truncated one.
+On success the entry is removed; when it fails again the
+pipeline keeps it anew with the new reason and the old entry is removed, so each request is in the
+stream once. Used by ``callstream deadletter`` and by the console.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,40 +26,30 @@ from receiver.errors import ReceiverError, RedisUnavailable, http_error
 from receiver.pipeline import Pipeline
 from receiver.queries import is_entry_id
 from receiver.settings import Settings, Source
+from receiver.signatures.common import Verified
 from statemachine.keys import Keys
 
-#: Header names (lower-case) whose values are credentials, and fragments that mark such names.
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
-SECRET_NAME_PARTS = ("secret", "token", "password", "api-key", "apikey")
-MASK = "***"
 PAGE = 500
 
 #: What a redrive can report for one entry, in the order summaries list them.
 STATUSES = ("redriven", "failed", "kept", "missing")
 
 
-def secret_values(source: Source | None) -> list[str]:
-    return [secret.reveal() for secret in source.secrets] if source is not None else []
-
-
-def masked_headers(headers: Mapping[str, str], secrets: Sequence[str]) -> dict[str, str]:
-    """Headers with credential values replaced by ``***``: by name, or because the value holds a secret."""
-
-    def sensitive(name: str, value: str) -> bool:
-        lowered = name.lower()
-        if lowered in SECRET_HEADERS or any(part in lowered for part in SECRET_NAME_PARTS):
-            return True
-        words = value.split()
-        return any(hmac.compare_digest(word.encode(), secret.encode()) for word in words for secret in secrets)
-
-    return {name: MASK if sensitive(name, value) else value for name, value in headers.items()}
+def secret_values(source: Source | None, settings: Settings) -> list[str]:
+    """Values no output may show: the source's secrets and the operator token."""
+    values = [secret.reveal() for secret in source.secrets] if source is not None else []
+    if settings.operator_token is not None:
+        values.append(settings.operator_token.reveal())
+    return values
 
 
 def masked(letter: DeadLetter, settings: Settings) -> dict[str, Any]:
-    """One dead letter as a document safe to show an operator: every credential in it masked."""
-    source = settings.sources.get(letter.source)
+    """One dead letter as a document safe to show an operator: every credential in it masked (entries are
+    stored masked; this also covers entries kept by older releases and secrets configured since)."""
+    secrets = secret_values(settings.sources.get(letter.source), settings)
     document = {**letter.as_dict(), "dead_lettered_at_ms": letter.dead_lettered_at_ms}
-    document["headers"] = masked_headers(letter.headers, secret_values(source))
+    document["headers"] = deadletter.masked_headers(letter.headers, secrets)
+    document["url"] = deadletter.masked_url(letter.url)
     return document
 
 
@@ -79,11 +72,20 @@ async def redrive_one(pipeline: Pipeline, settings: Settings, letter: DeadLetter
     """
     report: dict[str, Any] = {"id": letter.entry_id, "source": letter.source}
     source = settings.sources.get(letter.source)
+    refusal = letter.not_redrivable()
     if source is None:
-        return {**report, "status": "kept", "reason": f"source {letter.source!r} is not configured"}
+        refusal = f"source {letter.source!r} is not configured"
+    elif source.verify and not letter.verified:
+        refusal = f"received while source {letter.source!r} did not verify signatures, which it now does"
+    if refusal is not None:
+        return {**report, "status": "kept", "reason": refusal}
+    assert source is not None and letter.scheme is not None
     delivery = Delivery(source, letter.body, letter.headers, letter.url, letter.received_at, letter.method)
+    recorded = Verified(scheme=letter.scheme, covered=letter.authenticated, checked=letter.verified)
     try:
-        results = await pipeline.process(delivery, time.time(), replay=True, verified=True)
+        results = await pipeline.process(
+            delivery, time.time(), replay=True, verified=recorded, replaces=letter.entry_id
+        )
     except RedisUnavailable:
         raise
     except ReceiverError as err:

@@ -4,9 +4,43 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from receiver.errors import SignatureError
 from receiver.settings import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What a passed signature check established about a request: every adapter's ``verify`` returns one.
+
+    ``scheme`` names what was checked and what it binds (shown with dead letters). ``credentials`` are the
+    (lower-case) names of the headers whose values proved the request (signatures, tokens, nonces): they
+    are authenticated, and never stored or shown in clear. ``covered`` are other headers the signature
+    covers (timestamps). Every other header was not authenticated: anyone relaying the request could have
+    set it. ``nonces`` must authenticate this request only: the receiver spends them in Redis before it
+    acts on the request (schemes whose signature does not cover the body, and single-use token ids).
+    ``nonce_ttl_s`` is how long a spent nonce must be remembered: None for as long as
+    ``retention.nonce_seconds`` (a signature without a timestamp never goes stale), else the time after
+    which the signature would be refused as stale anyway.
+    """
+
+    scheme: str
+    credentials: tuple[str, ...] = ()
+    covered: tuple[str, ...] = ()
+    nonces: tuple[str, ...] = ()
+    nonce_ttl_s: int | None = None
+    #: False only for a source with verification off (`UNVERIFIED`).
+    checked: bool = True
+
+    @property
+    def authenticated(self) -> frozenset[str]:
+        """Every header name the check covered (lower-case)."""
+        return frozenset(self.credentials) | frozenset(self.covered)
+
+
+#: A source with verification off: nothing about its requests is authenticated.
+UNVERIFIED = Verified(scheme="none: the source does not verify signatures", checked=False)
 
 
 def matches_any(candidates: Iterable[str | bytes], provided: Iterable[str | bytes]) -> bool:

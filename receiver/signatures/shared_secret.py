@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from receiver.errors import SignatureError
-from receiver.signatures.common import matches_any
+from receiver.signatures.common import Verified, matches_any
 
 BEARER = "bearer"
 
@@ -26,3 +26,10 @@ def bearer_token(header_value: str, header: str) -> str:
     if scheme.lower() != BEARER or not token.strip():
         raise SignatureError(f"{header} is not a bearer token", header=header)
     return token.strip()
+
+
+def verified(header: str) -> Verified:
+    """What a matching secret in ``header`` proves: the sender knew it; nothing of the request is signed."""
+    return Verified(
+        scheme="shared secret: the sender only; nothing of the request is signed", credentials=(header.lower(),)
+    )

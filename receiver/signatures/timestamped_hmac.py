@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from receiver.errors import SignatureError
-from receiver.signatures.common import check_timestamp, matches_any, required_header, secrets_of
+from receiver.signatures.common import Verified, check_timestamp, matches_any, required_header, secrets_of
 
 if TYPE_CHECKING:
     from receiver.delivery import Delivery
@@ -103,7 +103,7 @@ class Scheme:
     timestamp_header: str | None = None
     value_format: str = "v1"
 
-    def verify(self, delivery: Delivery, now: float) -> str | None:
+    def verify(self, delivery: Delivery, now: float) -> Verified:
         """`verify_headers` on a delivery, with its source's secrets and tolerance; no nonce."""
         verify_headers(
             delivery.headers,
@@ -115,7 +115,8 @@ class Scheme:
             timestamp_header=self.timestamp_header,
             value_format=self.value_format,
         )
-        return None
+        timestamp = () if self.value_format == "t,v1" else (str(self.timestamp_header).lower(),)
+        return Verified(scheme="hmac-sha256: timestamp and body", credentials=(self.header.lower(),), covered=timestamp)
 
     def sign(self, request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
         """`sign_headers` for an outgoing request."""
