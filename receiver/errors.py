@@ -58,7 +58,16 @@ class ReplayedRequest(SignatureError):
 
 
 class RedisUnavailable(ReceiverError):
-    """Redis could not be reached or did not answer in time; the provider should retry."""
+    """Redis could not be reached or did not answer in time; the provider should retry.
+
+    Its message never says which Redis or why (an address is no business of the sender's): the cause goes
+    to the log.
+    """
+
+    MESSAGE = "Redis is unavailable; retry later"
+
+    def __init__(self, message: str = MESSAGE, **details: Any) -> None:
+        super().__init__(message, **details)
 
 
 class OperatorAuthError(ReceiverError):

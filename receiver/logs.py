@@ -94,6 +94,16 @@ class JSONFormatter(logging.Formatter):
         return orjson.dumps(fields, default=str).decode()
 
 
+def printable(value: Any) -> str:
+    """``str(value)`` with every character that could forge or hide a line on a terminal escaped: line breaks
+    (``\\n``, U+2028, U+0085), ANSI escape sequences (``\\x1b``), and other control or format characters
+    (such as U+202E). Request paths and ids are attacker-chosen text."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 class ConsoleFormatter(logging.Formatter):
     """``HH:MM:SS.mmm LEVEL logger: message key=value ...``, for a person at a terminal."""
 
@@ -105,8 +115,8 @@ class ConsoleFormatter(logging.Formatter):
         fields = record_fields(record)
         stamp = fields.pop("ts")[11:23]
         level, name, message = fields.pop("level").upper(), fields.pop("logger"), fields.pop("message")
-        pairs = " ".join(f"{key}={value}" for key, value in fields.items())
-        line = f"{stamp} {level:<7} {name}: {message}" + (f"  {pairs}" if pairs else "")
+        pairs = " ".join(f"{key}={printable(value)}" for key, value in fields.items())
+        line = f"{stamp} {level:<7} {name}: {printable(message)}" + (f"  {pairs}" if pairs else "")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

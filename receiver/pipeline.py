@@ -97,7 +97,7 @@ class Pipeline:
                 step = await self.store.apply(event, claim=claim, replay=replay)
             except StoreUnavailable as err:
                 self._unavailable(source, "apply", err)
-                raise RedisUnavailable("Redis is unavailable") from err
+                raise RedisUnavailable() from err
             except ReplayedNonce as err:
                 raise self._replayed(source) from err
             claim = None  # spent with the first event: the others are the same request
@@ -128,7 +128,7 @@ class Pipeline:
             await self.store.spend(claim)
         except StoreUnavailable as err:
             self._unavailable(claim.source, "nonce", err)
-            raise RedisUnavailable("Redis is unavailable") from err
+            raise RedisUnavailable() from err
         except ReplayedNonce as err:
             raise self._replayed(claim.source) from err
 
@@ -147,7 +147,7 @@ class Pipeline:
             )
         except StoreUnavailable as unavailable:
             self._unavailable(source, "deadletter", unavailable)
-            raise RedisUnavailable("Redis is unavailable") from unavailable
+            raise RedisUnavailable() from unavailable
         err.details["deadletter_id"] = kept.entry_id
         self.metrics.outcome(source, "dead_lettered")
         logs.bind(outcome="dead_lettered", error=code)

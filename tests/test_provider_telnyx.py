@@ -71,7 +71,7 @@ def delivery(headers: dict[str, str], body: bytes = BODY, *secrets: str, content
 
 def test_pynacl_signed_request_is_accepted_with_the_public_key() -> None:
     """A request signed with the private key verifies against the configured base64 public key."""
-    assert ADAPTER.verify(delivery(nacl_headers(BODY)), NOW) is None
+    assert ADAPTER.verify(delivery(nacl_headers(BODY)), NOW).checked
 
 
 def test_our_signature_is_accepted_by_the_telnyx_sdk() -> None:
@@ -105,13 +105,13 @@ def test_timestamp_outside_tolerance_is_rejected(outside: int, inside: int) -> N
     with pytest.raises(SignatureError) as raised:
         ADAPTER.verify(delivery(nacl_headers(BODY, NOW + outside)), NOW)
     assert raised.value.details["header"] == "telnyx-timestamp"
-    assert ADAPTER.verify(delivery(nacl_headers(BODY, NOW + inside)), NOW) is None
+    assert ADAPTER.verify(delivery(nacl_headers(BODY, NOW + inside)), NOW).checked
 
 
 def test_any_of_several_public_keys_verifies() -> None:
     """Several configured public keys (rotation): a signature by either verifies."""
     other = SigningKey(OTHER_SEED)
-    assert ADAPTER.verify(delivery(nacl_headers(BODY, key=other), BODY, PUBLIC_B64, OTHER_PUBLIC_B64), NOW) is None
+    assert ADAPTER.verify(delivery(nacl_headers(BODY, key=other), BODY, PUBLIC_B64, OTHER_PUBLIC_B64), NOW).checked
 
 
 def test_missing_or_malformed_signature_is_named() -> None:
@@ -131,10 +131,10 @@ def test_a_public_key_is_never_used_as_a_seed() -> None:
 
 def test_a_configured_seed_or_passphrase_verifies_what_it_signs() -> None:
     """For replay and tests a source may hold ``seed:<base64>`` or a passphrase; both verify their own signing."""
-    assert ADAPTER.verify(delivery(nacl_headers(BODY), BODY, "seed:" + SEED_B64), NOW) is None
+    assert ADAPTER.verify(delivery(nacl_headers(BODY), BODY, "seed:" + SEED_B64), NOW).checked
     request = OutgoingRequest(url="https://example.com", body=BODY, content_type=JSON)
     headers = ADAPTER.sign(request, "a local passphrase", NOW)
-    assert ADAPTER.verify(delivery(headers, BODY, "a local passphrase"), NOW) is None
+    assert ADAPTER.verify(delivery(headers, BODY, "a local passphrase"), NOW).checked
     with pytest.raises(SignatureError):
         ADAPTER.verify(delivery(headers, BODY, "another passphrase"), NOW)
 

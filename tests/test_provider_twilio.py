@@ -46,7 +46,7 @@ def delivery(
 def test_sdk_signed_request_is_accepted() -> None:
     """A signature from the SDK's compute_signature verifies, with either configured token."""
     signature = SDK.compute_signature(URL, PARAMS)
-    assert ADAPTER.verify(delivery({"X-Twilio-Signature": signature}, BODY, URL, FORM, OLD_TOKEN, TOKEN), 0) is None
+    assert ADAPTER.verify(delivery({"X-Twilio-Signature": signature}, BODY, URL, FORM, OLD_TOKEN, TOKEN), 0).checked
 
 
 def test_our_signature_is_accepted_by_the_sdk() -> None:
@@ -89,7 +89,7 @@ def test_default_port_variants_are_accepted(signed_url: str, received_url: str) 
     """Twilio signs the URL with or without the default port; both verify, as in the SDK."""
     signature = SDK.compute_signature(signed_url, PARAMS)
     assert SDK.validate(received_url, PARAMS, signature)
-    assert ADAPTER.verify(delivery({"X-Twilio-Signature": signature}, BODY, received_url), 0) is None
+    assert ADAPTER.verify(delivery({"X-Twilio-Signature": signature}, BODY, received_url), 0).checked
 
 
 def test_a_non_default_port_is_not_interchangeable() -> None:
@@ -109,7 +109,7 @@ def test_repeated_parameters_are_signed_sorted() -> None:
 
     params = MultiDict({"CallSid": ["CA1"], "CallStatus": ["ringing"], "StirStatus": ["B", "A"]})
     signature = SDK.compute_signature(URL, params)
-    assert ADAPTER.verify(delivery({"X-Twilio-Signature": signature}, body), 0) is None
+    assert ADAPTER.verify(delivery({"X-Twilio-Signature": signature}, body), 0).checked
 
 
 def test_json_body_is_covered_by_body_sha256() -> None:
@@ -118,7 +118,7 @@ def test_json_body_is_covered_by_body_sha256() -> None:
     url = f"{URL}&bodySHA256={hashlib.sha256(body).hexdigest()}"
     signature = SDK.compute_signature(url, {})
     assert SDK.validate(url, body.decode(), signature)
-    assert ADAPTER.verify(delivery({"X-Twilio-Signature": signature}, body, url, JSON), 0) is None
+    assert ADAPTER.verify(delivery({"X-Twilio-Signature": signature}, body, url, JSON), 0).checked
     with pytest.raises(SignatureError):
         ADAPTER.verify(delivery({"X-Twilio-Signature": signature}, body + b" ", url, JSON), 0)
     unhashed = SDK.compute_signature(URL, {})
@@ -130,7 +130,7 @@ def test_hmac_sha256_when_the_settings_header_names_it() -> None:
     """Shared-key webhooks name HMAC_SHA256 in X-Twilio-Webhooks-Signature-Settings."""
     signature = SDK.compute_signature(URL, PARAMS, algorithm="HMAC_SHA256")
     settings = {"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"}
-    assert ADAPTER.verify(delivery({"X-Twilio-Signature": signature, **settings}), 0) is None
+    assert ADAPTER.verify(delivery({"X-Twilio-Signature": signature, **settings}), 0).checked
     with pytest.raises(SignatureError):
         ADAPTER.verify(delivery({"X-Twilio-Signature": signature}), 0)
     unsupported = {"X-Twilio-Webhooks-Signature-Settings": "algorithm=HMAC_MD5"}

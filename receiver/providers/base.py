@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ class ProviderAdapter:
 
 MAX_ID_LENGTH = 256
 _UNSAFE_ID = re.compile(r"[\x00-\x20\x7f]")
+# Beyond ASCII, Unicode's "other" (control, format such as U+202E, unassigned) and "separator" (U+2028, no-break
+# spaces) categories: characters that reorder, hide or break the text an operator reads an id in.
 
 
 def checked_id(value: Any, field: str) -> str:
@@ -75,7 +78,7 @@ def checked_id(value: Any, field: str) -> str:
     text = str(value)
     if len(text) > MAX_ID_LENGTH:
         raise InvalidField(f"{field} is longer than {MAX_ID_LENGTH} characters", field=field)
-    if _UNSAFE_ID.search(text):
+    if _UNSAFE_ID.search(text) if text.isascii() else any(unicodedata.category(ch)[0] in "CZ" for ch in text):
         raise InvalidField(f"{field} contains whitespace or control characters", field=field)
     return text
 
@@ -133,7 +136,15 @@ def iso_utc(value: Any) -> str | None:
         return None
     if moment.tzinfo is None:
         return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return as_utc(moment)
+
+
+def as_utc(moment: datetime) -> str | None:
+    """A zoned time as ISO 8601 UTC; None when UTC cannot represent it (year 9999 west of UTC, year 1 east)."""
+    try:
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    except OverflowError:
+        return None
 
 
 def unix_utc(seconds: Any) -> str | None:

@@ -13,13 +13,12 @@ twilio.com/docs/voice/answering-machine-detection.
 
 from __future__ import annotations
 
-from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from receiver.delivery import FORM, Delivery
 from receiver.errors import UnknownEvent
-from receiver.providers.base import iso_utc, make_event, normalized_name, number_or_none, text_or_none
+from receiver.providers.base import as_utc, iso_utc, make_event, normalized_name, number_or_none, text_or_none
 from statemachine.events import CallEvent
 from statemachine.states import Trigger
 
@@ -89,7 +88,7 @@ def timestamp_utc(value: Any) -> str | None:
         return iso_utc(text)
     if moment.tzinfo is None:
         return None  # "-0000": RFC 2822's unknown zone
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return as_utc(moment)
 
 
 def _extras(fields: dict[str, str]) -> dict[str, Any]:

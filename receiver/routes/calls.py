@@ -6,6 +6,8 @@ An operator endpoint (see `receiver.operator`): closed (403) until an operator t
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,6 +18,8 @@ from receiver.pipeline import Pipeline
 from receiver.responses import JSONResponse
 from receiver.settings import Settings
 from statemachine.errors import StoreUnavailable
+
+log = logging.getLogger("callstream.calls")
 
 
 def routes(settings: Settings) -> list[Route]:
@@ -32,7 +36,8 @@ def routes(settings: Settings) -> list[Route]:
             record = await pipeline.store.get_call(source, call_id)
         except StoreUnavailable as err:
             pipeline.metrics.redis_error("lookup")
-            raise RedisUnavailable(f"Redis is unavailable: {err}") from err
+            log.warning("Redis is unavailable during lookup: %s", err)
+            raise RedisUnavailable() from err
         if record is None:
             raise UnknownCall(f"no call {call_id!r} is known for source {source!r}", source=source, call_id=call_id)
         return JSONResponse(record.as_dict())

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from receiver.errors import RedisUnavailable
 from receiver.responses import JSONResponse
 from receiver.settings import Settings
 from statemachine.store import UNAVAILABLE_ERRORS
+
+log = logging.getLogger("callstream.health")
 
 
 async def healthz(_request: Request) -> Response:
@@ -19,8 +24,10 @@ async def readyz(request: Request) -> Response:
     try:
         await request.app.state.redis.ping()
     except UNAVAILABLE_ERRORS as err:
+        # Which Redis, and why, is for the log: a probe's answer is public.
+        log.info("not ready: Redis is unavailable: %s", err)
         return JSONResponse(
-            {"status": "unavailable", "error": {"code": "redis_unavailable", "message": str(err)}},
+            {"status": "unavailable", "error": {"code": "redis_unavailable", "message": RedisUnavailable.MESSAGE}},
             status_code=503,
         )
     return JSONResponse({"status": "ready"})
