@@ -29,6 +29,10 @@ class MethodNotAllowed(ReceiverError):
     """The request's HTTP method is not one the source's provider calls with (every provider POSTs; some GET)."""
 
 
+class IncompleteBody(ReceiverError):
+    """The connection ended (or timed out) before the whole body arrived."""
+
+
 class UnsupportedContentType(ReceiverError):
     """The body's Content-Type is not one the provider sends."""
 
@@ -87,6 +91,7 @@ HTTP_ERRORS: dict[type[ReceiverError], tuple[int, str]] = {
     UnknownSource: (404, "unknown_source"),
     BodyTooLarge: (413, "body_too_large"),
     MethodNotAllowed: (405, "method_not_allowed"),
+    IncompleteBody: (408, "request_timeout"),
     UnsupportedContentType: (415, "unsupported_content_type"),
     PayloadError: (400, "malformed_body"),
     MissingField: (422, "missing_field"),

@@ -89,6 +89,23 @@ DEFAULT_DEADLETTERS = DeadLetterLimits()
 
 
 @dataclass(frozen=True, slots=True)
+class TransportLimits:
+    """``[server]`` limits on each connection of one server process (see receiver/transport.py)."""
+
+    #: Request line plus headers; beyond: 431.
+    max_header_bytes: int = 32 * 1024
+    #: From a connection's opening (or a request's first byte) to the end of the request's headers; beyond: 408.
+    header_timeout_s: float = 10.0
+    #: From the end of the headers to the end of the body; beyond: 408. Also bounds a lingering close.
+    body_timeout_s: float = 10.0
+    #: Open connections per process; beyond: 503 and closed at once.
+    max_connections: int = 1024
+
+
+DEFAULT_TRANSPORT = TransportLimits()
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service needs to run."""
 
@@ -112,6 +129,7 @@ class Settings:
     #: ``[sweeper] interval_seconds``: run the stuck-call sweeper inside the server this often (off if None).
     sweeper_interval_s: int | None = None
     deadletters: DeadLetterLimits = field(default_factory=DeadLetterLimits)
+    transport: TransportLimits = field(default_factory=TransportLimits)
 
     @property
     def keys(self) -> Keys:
@@ -199,6 +217,12 @@ class Settings:
             allow_unverified_public=bool(server.get("allow_unverified_public", False)),
             from_file=True,
             sweeper_interval_s=_int(sweeper, "interval_seconds", 1) if "interval_seconds" in sweeper else None,
+            transport=TransportLimits(
+                max_header_bytes=_int(server, "max_header_bytes", DEFAULT_TRANSPORT.max_header_bytes),
+                header_timeout_s=_seconds(server, "header_timeout_seconds", DEFAULT_TRANSPORT.header_timeout_s),
+                body_timeout_s=_seconds(server, "body_timeout_seconds", DEFAULT_TRANSPORT.body_timeout_s),
+                max_connections=_int(server, "max_connections", DEFAULT_TRANSPORT.max_connections),
+            ),
             deadletters=DeadLetterLimits(
                 max_entry_bytes=_int(deadletters, "max_entry_bytes", DEFAULT_DEADLETTERS.max_entry_bytes),
                 max_source_bytes=_int(deadletters, "max_source_bytes", DEFAULT_DEADLETTERS.max_source_bytes),
@@ -231,6 +255,13 @@ def _int(table: Mapping[str, Any], key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     return value
+
+
+def _seconds(table: Mapping[str, Any], key: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def _wait_replicas(redis: Mapping[str, Any]) -> int:

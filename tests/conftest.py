@@ -4,6 +4,7 @@ HTTP APIs, and factories for settings and app clients."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,6 +17,7 @@ import redis.asyncio as aioredis
 from starlette.testclient import TestClient
 
 from receiver.app import create_app
+from receiver.cli import main
 from receiver.embedded import EmbeddedRedis
 from receiver.settings import Secret, Settings, Source
 from statemachine.keys import Keys
@@ -137,6 +139,29 @@ def make_client(make_settings: MakeSettings) -> Iterator[Callable[..., TestClien
     yield build
     for client in clients:
         client.__exit__(None, None, None)
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], redis_url: str, prefix: str) -> Iterator[Run]:
+    """Run ``callstream ARGS --redis-url <test redis> --prefix <test prefix>``; returns (code, stdout, stderr).
+
+    The command configures logging for a process; the root logger is put back afterwards.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+
+    def run(*args: str, target: bool = True) -> tuple[int, str, str]:
+        argv = [*args, "--redis-url", redis_url, "--prefix", prefix] if target else list(args)
+        code = main(argv)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield run
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -16,39 +15,16 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from receiver.cli import main
 from receiver.embedded import free_port
 from receiver.scenario import Scenario
 from receiver.settings import Source
 from statemachine.keys import Keys
-from tests.conftest import FIXTURES, MakeSettings
+from tests.conftest import FIXTURES, MakeSettings, Run
 
 CALL = "8a9c1b52-3d4c-11ef-bef9-0242ac110005"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 RING = "CallUUID=pbx-call-1&Event=Ring&CallStatus=ringing&Direction=outbound&From=14155551234&To=919876543210"
 TRANSFER = "CallUUID=pbx-call-2&Event=Transfer&CallStatus=in-progress"
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], redis_url: str, prefix: str) -> Iterator[Run]:
-    """Run ``callstream ARGS --redis-url <test redis> --prefix <test prefix>``; returns (code, stdout, stderr).
-
-    The command configures logging for a process; the root logger is put back afterwards.
-    """
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-
-    def run(*args: str, target: bool = True) -> tuple[int, str, str]:
-        argv = [*args, "--redis-url", redis_url, "--prefix", prefix] if target else list(args)
-        code = main(argv)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture

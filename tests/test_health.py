@@ -20,8 +20,10 @@ def test_healthz_and_readyz_with_redis(make_client: Callable[..., TestClient]) -
 def test_readyz_is_503_while_redis_is_unreachable(
     make_client: Callable[..., TestClient], make_settings: MakeSettings
 ) -> None:
-    """Nothing listens on the configured port: the process is healthy but not ready."""
-    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5)
+    """Nothing listens on the configured port: the process is healthy but not ready, and neither answer
+    names the Redis address."""
+    port = free_port()
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_s=0.5)
     client = make_client(settings)
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
@@ -34,3 +36,6 @@ def test_readyz_is_503_while_redis_is_unreachable(
     )
     assert webhook.status_code == 503
     assert webhook.json()["error"]["code"] == "redis_unavailable"
+    # Public answers do not say where Redis is.
+    assert str(port) not in ready.text and str(port) not in webhook.text
+    assert "127.0.0.1" not in ready.text + webhook.text

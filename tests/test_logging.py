@@ -189,6 +189,22 @@ def test_terminal_gets_readable_lines(
     assert "call_id=log-1" in line
 
 
+def test_console_lines_cannot_be_forged_from_the_path(
+    capture: Callable[..., io.StringIO], make_client: Callable[..., TestClient]
+) -> None:
+    """A path carrying an encoded line break, ANSI escapes and a right-to-left override stays on its one
+    line, escaped: a reader of the console log sees no forged line and no recoloured text."""
+    buffer = capture(Terminal())
+    path = "/nope%0A12:00:00.000%20INFO%20callstream.access:%20forged%1B%5B31m%E2%80%AE%E2%80%A8"
+    assert make_client().post(path).status_code == 404
+    text = buffer.getvalue()
+    assert "\x1b" not in text and "\u202e" not in text and "\u2028" not in text
+    lines = text.splitlines()
+    assert all(re.match(r"\d\d:\d\d:\d\d\.\d{3} ", line) for line in lines)
+    [line] = [line for line in lines if "callstream.access" in line]
+    assert "nope\\n12:00:00.000 INFO callstream.access: forged\\x1b[31m\\u202e\\u2028" in line
+
+
 def test_transitions_library_is_silenced(capture: Callable[..., io.StringIO]) -> None:
     """Even at DEBUG, firing the machine writes nothing from the transitions library."""
     buffer = capture(CALLSTREAM_LOG_FORMAT="json")

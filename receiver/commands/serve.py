@@ -12,7 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
-from receiver import logs, redis_client
+from receiver import logs, redis_client, transport
 from receiver.commands import connection, preflight
 from receiver.console import access as console_access
 from receiver.embedded import EmbeddedRedis, ServerStartError, redis_dir
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     _report_speedups()
     # Several workers share their metrics through files in one directory, emptied at each start.
     metrics_dir = prepare_multiprocess_dir(args.workers, os.environ)
+    transport.limits_to_env(settings.transport, os.environ)
     try:
         uvicorn.run(
             "receiver.asgi:app",
@@ -98,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=args.graceful_timeout,
             proxy_headers=True,
             log_config=logs.dict_config(),
+            # Header and body limits, timeouts, a connection cap and a lingering close: receiver/transport.py.
+            http="receiver.transport:GuardedHttpToolsProtocol",
         )
     finally:
         remove_multiprocess_dir(metrics_dir, os.environ)

@@ -14,12 +14,12 @@ import time
 from typing import Any
 
 from starlette.datastructures import URL
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from receiver.delivery import Delivery
-from receiver.errors import BodyTooLarge, PayloadError, ReceiverError, UnknownSource
+from receiver.errors import BodyTooLarge, IncompleteBody, PayloadError, ReceiverError, UnknownSource
 from receiver.operator import token_matches
 from receiver.pipeline import Pipeline
 from receiver.responses import error_content, send_json, send_unexpected
@@ -45,7 +45,8 @@ async def receive_body(receive: Receive, declared: str | None, limit: int) -> by
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
+            # The client went away (or the server timed the body out): nobody will read an answer.
+            raise IncompleteBody(f"the connection ended after {size} bytes of the body")
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)

@@ -76,13 +76,14 @@ class RedisServer:
         stop_process(self.process)
 
 
-def receiver_config(prefix: str, *, redis_timeout_s: float = 2.0, extra: str = "") -> str:
+def receiver_config(prefix: str, *, redis_timeout_s: float = 2.0, extra: str = "", server: str = "") -> str:
     """A TOML configuration: every built-in provider at /webhooks/<name>, unverified, under ``prefix``."""
     from receiver.providers import PROVIDERS
 
     sources = "\n".join(f"[sources.{name}]\nverify = false\n" for name in sorted(PROVIDERS))
     return (
-        f'[streams]\nprefix = "{prefix}"\n\n[server]\nredis_timeout_seconds = {redis_timeout_s}\n\n{sources}\n{extra}'
+        f'[streams]\nprefix = "{prefix}"\n\n[server]\nredis_timeout_seconds = {redis_timeout_s}\n{server}\n'
+        f"{sources}\n{extra}"
     )
 
 
@@ -99,6 +100,7 @@ class Receiver:
         redis_timeout_s: float = 2.0,
         graceful_s: int = 5,
         extra_config: str = "",
+        server_config: str = "",
     ) -> None:
         self.work_dir = work_dir
         self.redis_url = redis_url
@@ -106,7 +108,9 @@ class Receiver:
         self.graceful_s = graceful_s
         self.port = free_port()
         self.config = work_dir / f"callstream-{self.port}.toml"
-        self.config.write_text(receiver_config(prefix, redis_timeout_s=redis_timeout_s, extra=extra_config))
+        self.config.write_text(
+            receiver_config(prefix, redis_timeout_s=redis_timeout_s, extra=extra_config, server=server_config)
+        )
         self.log = work_dir / f"uvicorn-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -187,6 +191,14 @@ class Receiver:
             except subprocess.TimeoutExpired:
                 pass
         self.kill()
+
+
+class ServedReceiver(Receiver):
+    """``callstream serve`` (the command a deployment runs: its own HTTP protocol and limits) on a free port."""
+
+    def command(self) -> list[str]:
+        args = [sys.executable, "-m", "receiver.cli", "serve", "--config", str(self.config), "--port", str(self.port)]
+        return [*args, "--workers", str(self.workers), "--graceful-timeout", str(self.graceful_s)]
 
 
 def _cmdline(pid: int) -> str:
