@@ -26,12 +26,24 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 SECTION_KEYS: Mapping[str, frozenset[str] | None] = {
     "redis": frozenset({"url", "wait_replicas", "wait_timeout_ms"}),
     "server": frozenset(
-        {"host", "port", "max_body_bytes", "redis_timeout_seconds", "redis_max_connections", "allow_unverified_public"}
+        {
+            "host",
+            "port",
+            "max_body_bytes",
+            "redis_timeout_seconds",
+            "redis_max_connections",
+            "allow_unverified_public",
+            "max_header_bytes",
+            "header_timeout_seconds",
+            "body_timeout_seconds",
+            "max_connections",
+        }
     ),
     "streams": frozenset({"prefix", "partitions", "maxlen"}),
     "retention": frozenset({"active_call_seconds", "terminal_call_seconds", "nonce_seconds"}),
     "operator": frozenset({"token"}),
     "sweeper": frozenset({"interval_seconds"}),
+    "deadletter": frozenset({"max_entry_bytes", "max_source_bytes"}),
     "sources": None,
     "sinks": None,
 }

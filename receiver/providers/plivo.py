@@ -60,6 +60,7 @@ def verify(delivery: Delivery, now: float) -> Verified:
 
 
 #: ``signature_versions`` is checked when the configuration loads.
+KNOWN_OPTIONS = frozenset({url_nonce.VERSIONS_OPTION})
 check_options = url_nonce.options_checker(VERSIONS)
 
 

@@ -21,7 +21,7 @@ from receiver.providers import vobiz
 from receiver.providers.base import OutgoingRequest, ProviderAdapter
 from receiver.settings import ConfigError
 from receiver.signatures import body_hmac
-from receiver.signatures.common import required_header, secrets_of
+from receiver.signatures.common import Verified, required_header, secrets_of
 
 NAME = "vobiz_trunk"
 SIGNATURE_HEADER = "X-Vobiz-Signature"
@@ -33,12 +33,12 @@ def header_of(options: Mapping[str, Any]) -> str:
     return str(options.get("signature_header") or SIGNATURE_HEADER)
 
 
-def verify(delivery: Delivery, now: float) -> str | None:
+def verify(delivery: Delivery, now: float) -> Verified:
     """The body's HMAC with any configured signing secret; no nonce (the body is signed)."""
     header = header_of(delivery.source.options)
     provided = required_header(delivery.headers, header)
     body_hmac.verify(secrets_of(delivery.source.secrets), delivery.body, provided, header)
-    return None
+    return Verified(scheme="vobiz trunk hmac-sha256: body; no timestamp", credentials=(header.lower(),))
 
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:

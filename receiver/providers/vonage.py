@@ -124,7 +124,7 @@ def signed_payload(method: str, url: str, body: bytes) -> bytes:
 
 
 def verify(delivery: Delivery, now: float) -> Verified:
-    """The bearer JWT: signed with any secret, fresh ``iat``, ``payload_hash`` of this payload, else a ``jti`` to spend."""
+    """The bearer JWT: signed with any secret, fresh ``iat``, ``payload_hash`` of this payload, else a ``jti``."""
     token = shared_secret.bearer_token(required_header(delivery.headers, AUTHORIZATION), AUTHORIZATION)
     tolerance_s = delivery.source.timestamp_tolerance_s
     claims = jwt_hs256.verify(

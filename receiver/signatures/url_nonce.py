@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 #: The documented nonce: 20 decimal digits. Nothing else reaches a signature check or a Redis key.
 NONCE_SHAPE = re.compile(r"[0-9]{20}")
-#: The source option naming the accepted versions, strongest first in `Version` order.
+#: The source option naming the accepted versions (a provider module lists it in its ``KNOWN_OPTIONS``).
 VERSIONS_OPTION = "signature_versions"
 
 
