@@ -169,7 +169,7 @@ def test_trunk_signature_header_can_be_renamed(make_settings: MakeSettings) -> N
     body = orjson.dumps(HANGUP)
     headers = {"content-type": JSON, "x-trunk-signature": trunk_signature(body, "s")}
     delivery = Delivery(source, body, headers, "http://testserver/webhooks/trunk", 0.0)
-    assert vobiz_trunk.ADAPTER.verify(delivery, 0.0) is None
+    assert vobiz_trunk.ADAPTER.verify(delivery, 0.0).checked
     with pytest.raises(ConfigError, match="sources.trunk.signature_headr"):
         Settings.from_toml(toml + 'signature_headr = "X"\n', {}, list(PROVIDERS))
     with pytest.raises(ConfigError, match="sources.trunk.signature_header: must be a non-empty string"):
