@@ -37,9 +37,8 @@ from typing import TextIO
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import httpx  # noqa: E402
-
 from receiver import redis_client  # noqa: E402
+from receiver.commands.replay import send  # noqa: E402
 from receiver.scenario import Scenario  # noqa: E402
 from statemachine.keys import Keys  # noqa: E402
 from statemachine.partitions import Partitions  # noqa: E402
@@ -119,16 +118,15 @@ def receiver_config(partitions: int) -> str:
 def replay(receivers: list[str], rounds: int) -> tuple[int, Counter[int]]:
     """Every fixture scenario ``rounds`` times with fresh ids; requests alternate between the receivers."""
     sent, statuses = 0, Counter[int]()
-    with httpx.Client(timeout=30) as http:
-        for round_number in range(rounds):
-            for path in sorted((REPO / "fixtures").glob("*/*.json")):
-                scenario = Scenario.load(path).renamed(f"-{round_number}-{uuid.uuid4().hex[:6]}")
-                for index, request in enumerate(scenario.requests):
-                    base = receivers[index % len(receivers)]
-                    headers = request.signed_headers(scenario.provider, base + request.path, None)
-                    response = http.post(base + request.path, content=request.body, headers=headers)
-                    statuses[response.status_code] += 1
-                    sent += 1
+    for round_number in range(rounds):
+        for path in sorted((REPO / "fixtures").glob("*/*.json")):
+            scenario = Scenario.load(path).renamed(f"-{round_number}-{uuid.uuid4().hex[:6]}")
+            for index, request in enumerate(scenario.requests):
+                url = receivers[index % len(receivers)] + request.target
+                headers = request.signed_headers(scenario.provider, url, None)
+                status, _body = send(url, None if request.method == "GET" else request.body, headers, request.method)
+                statuses[status] += 1
+                sent += 1
     return sent, statuses
 
 

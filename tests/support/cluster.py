@@ -16,15 +16,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.cluster import RedisCluster
-from starlette.testclient import TestClient
 
 from receiver.embedded import free_port, redis_server_binary, server_args, start_server, stop_process
 from receiver.scenario import Scenario
 from tests.support.processes import wait_until
+
+if TYPE_CHECKING:  # the runtime install (examples/scale_out_demo.py) has no test client
+    from starlette.testclient import TestClient
 
 NODE_TIMEOUT_MS = 1000
 #: A cluster node also listens on its port + 10000 (the cluster bus), which must be a valid, free port too.

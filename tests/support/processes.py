@@ -2,6 +2,7 @@
 
 Both bind to 127.0.0.1 on a free port and run in their own process group, so a test can SIGKILL or
 SIGTERM exactly the processes it started (a receiver's master and its workers), never anything else.
+Only the runtime dependencies are needed here (examples/scale_out_demo.py uses it on a runtime install).
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import redis
 
+from receiver.commands.replay import send
 from receiver.embedded import free_port, server_args, start_server, stop_process
+
+if TYPE_CHECKING:
+    import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -153,7 +158,7 @@ class Receiver:
     def answers(self) -> bool:
         if self.process is None or self.process.poll() is not None:
             raise RuntimeError(f"receiver exited; see {self.log}:\n{self.log.read_text()[-2000:]}")
-        return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        return send(self.url + "/healthz", None, {}, "GET")[0] == 200
 
     def worker_pids(self) -> list[int]:
         """The worker processes the uvicorn master started (empty with one worker: the master serves)."""
@@ -209,6 +214,8 @@ def _cmdline(pid: int) -> str:
 
 
 def post_form(url: str, body: bytes, headers: Sequence[tuple[str, str]] = ()) -> httpx.Response:
+    import httpx  # a development dependency: tests only
+
     return httpx.post(
         url,
         content=body,
