@@ -21,12 +21,24 @@ COMMANDS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="callstream", description=__doc__)
+DESCRIPTION = (
+    "Receive voice providers' call-status webhooks, run each call through one lifecycle, publish its "
+    "transitions to Redis Streams; and the commands to operate it."
+)
+EPILOG = "Start with: callstream serve (README.md, 'Two commands'). Each command has its own --help."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command (its texts are plain: no markup, they are read in a terminal)."""
+    parser = argparse.ArgumentParser(prog="callstream", description=DESCRIPTION, epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         module.add_arguments(commands.add_parser(name, help=help_text, description=help_text))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logs.configure()
     module, _help = COMMANDS[args.command]
     return int(module.run(args))

@@ -23,6 +23,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m receiver.commands.openapi", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m receiver.commands.openapi",
+        description="Print the OpenAPI description of the HTTP surface, as kept in docs/openapi.json.",
+    )
     add_arguments(parser)
     sys.exit(run(parser.parse_args()))
