@@ -156,7 +156,8 @@ class Settings:
         if host not in LOOPBACK_HOSTS and unverified and not self.allow_unverified_public:
             raise ConfigError(
                 f"refusing to listen on {host} with unverified sources ({', '.join(unverified)}): "
-                "configure their secrets, bind to 127.0.0.1, or pass --allow-unverified-public"
+                "configure their secrets (or remove them), listen on 127.0.0.1, or pass --allow-unverified-public "
+                "(see docs/docker.md)"
             )
 
     @classmethod
