@@ -73,8 +73,10 @@ def scope_of(request: Request) -> dict[str, Any]:
     }
 
 
-async def drive(app: Any, requests: list[Request], concurrency: int, warmup: int) -> float:
-    """CPU µs per request over all but the first ``warmup`` requests."""
+async def drive(
+    app: Any, requests: list[Request], concurrency: int, warmup: int, redis_server: procs.Server
+) -> tuple[float, float]:
+    """CPU µs per request of this process and of Redis, over all but the first ``warmup`` requests."""
     position = 0
     done = 0
     marks: dict[str, float] = {}
@@ -105,14 +107,17 @@ async def drive(app: Any, requests: list[Request], concurrency: int, warmup: int
             done += 1
             if done == warmup:
                 marks["start"] = time.process_time()
+                marks["redis"] = redis_server.cpu_seconds()
                 marks["start_n"] = done
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.process_time() - marks["start"]
+    redis_elapsed = redis_server.cpu_seconds() - marks["redis"]
     bad = {status: n for status, n in statuses.items() if status >= 300}
     if bad:
         print(f"  non-2xx answers: {bad}", file=sys.stderr)
-    return 1e6 * elapsed / (done - marks["start_n"])
+    count = done - marks["start_n"]
+    return 1e6 * elapsed / count, 1e6 * redis_elapsed / count
 
 
 async def with_lifespan(app: Any, body: Callable[[], Any]) -> Any:
@@ -172,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             names = args.apps.split(",")
             apps = {name: load_app(name) for name in names}
             results: dict[str, list[float]] = {name: [] for name in names}
+            redis_results: dict[str, list[float]] = {name: [] for name in names}
             flusher = redis.Redis(port=server.port)
 
             warmup = len(requests) // 5
@@ -181,13 +187,17 @@ def main(argv: list[str] | None = None) -> int:
                     for name in names[index % len(names) :] + names[: index % len(names)]:
                         flusher.flushall()
                         app = apps[name]
-                        us = await with_lifespan(app, lambda app=app: drive(app, requests, args.concurrency, warmup))
+                        us, redis_us = await with_lifespan(
+                            app, lambda app=app: drive(app, requests, args.concurrency, warmup, server)
+                        )
                         results[name].append(us)
-                        print(f"round {index} {name:10} {us:7.1f} µs CPU/request", flush=True)
+                        redis_results[name].append(redis_us)
+                        print(f"round {index} {name:10} {us:7.1f} µs CPU/request, Redis {redis_us:5.1f}", flush=True)
 
             uvloop.run(rounds())
             for name, values in results.items():
-                print(f"{name:10} median {statistics.median(values):7.1f} µs CPU/request")
+                redis_median = statistics.median(redis_results[name])
+                print(f"{name:10} median {statistics.median(values):7.1f} µs CPU/request, Redis {redis_median:5.1f}")
         finally:
             server.stop()
     return 0

@@ -109,6 +109,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Receiver:
             ):
                 yield
         finally:
+            await store.aclose()
             if redis is None:
                 await redis_client.close(client)
 

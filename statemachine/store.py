@@ -6,34 +6,29 @@ appends the stream entry and sets the call's expiry, all atomically. Two receive
 callbacks of one call at once are serialized by Redis itself, so neither can apply over the other.
 
 Concurrent requests share round trips: `apply` queues its script call and the steps queued during one
-turn of the event loop are sent together, as one pipeline, on the next (`StepBatcher`). Each step is still
-its own atomic script with its own reply; a pipeline that fails as a whole (connection lost, timeout)
-fails every step that was in it, so no request is ever told its event was applied when it was not.
+turn of the event loop are sent together on the next, one write per primary on a connection kept for
+them (`statemachine.batching`). Each step is still its own atomic script with its own reply; a write
+that fails as a whole (connection lost, timeout) fails every step that was in it, so no request is ever
+told its event was applied when it was not.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-import redis as redis_py
-from hiredis import pack_command
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
+from statemachine.batching import StepBatcher
 from statemachine.errors import ReplayedNonce, StoreUnavailable
 from statemachine.events import CallEvent
 from statemachine.keys import Keys
 from statemachine.machine import Outcome
 from statemachine.script import apply_step_source, decision_row, early_row
-
-#: redis-py before 5.3 wants a command name for `get_connection`; later versions warn when given one.
-_GET_CONNECTION_ARGS: tuple[str, ...] = ("EVALSHA",) if redis_py.VERSION < (5, 3) else ()
 
 #: Redis errors that mean "try again later", never "your request is wrong".
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -154,120 +149,6 @@ def entry_fields(fields: dict[Any, Any]) -> dict[str, Any]:
     return entry
 
 
-class StepBatcher:
-    """Sends the script calls queued during one turn of the event loop as one pipeline.
-
-    redis-py spends more CPU per command (pool checkout, retry wrapper, packing, parsing) than Redis spends
-    running the script, so under concurrency one pipeline of N calls costs far less than N calls. Calls
-    queued while earlier pipelines are in flight go out in the next one; pipelines never wait for each
-    other. Replies are matched to callers one to one; an error reply fails only its own caller, an error
-    of the whole pipeline fails every caller in it.
-    """
-
-    def __init__(
-        self, redis: Redis, sha: str, source: str, max_batch: int = 256, wait: tuple[int, int] | None = None
-    ) -> None:
-        self.redis = redis
-        self.sha = sha
-        self.source = source
-        self.max_batch = max_batch
-        #: (replicas, timeout ms): after each batch, WAIT on the same connection until that many replicas
-        #: have its writes, or fail the whole batch, so a 2xx survives the primary's crash and failover.
-        self.wait = wait
-        self._queue: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def run(self, keys: list[str], args: list[Any]) -> Any:
-        """Queue one script call and wait for its reply (or its error)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((keys, args, future))
-        if len(self._queue) == 1:
-            loop.call_soon(self._flush)
-        return await future
-
-    def _flush(self) -> None:
-        queue, self._queue = self._queue, []
-        for start in range(0, len(queue), self.max_batch):
-            task = asyncio.ensure_future(self._send(queue[start : start + self.max_batch]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
-        try:
-            replies = await self._execute([(keys, args) for keys, args, _ in batch])
-        except BaseException as err:  # the whole pipeline failed: so did every step in it
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(err if isinstance(err, Exception) else StoreUnavailable("interrupted"))
-            if not isinstance(err, Exception):
-                raise
-            return
-        for (_, _, future), reply in zip(batch, replies, strict=True):
-            if future.done():  # the caller went away (client disconnected); its step ran regardless
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
-
-    async def _execute(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        replies = await self._pipeline(calls)
-        missing = [index for index, reply in enumerate(replies) if isinstance(reply, redis_errors.NoScriptError)]
-        if missing:  # Redis restarted or its scripts were flushed: load ours and send those calls again
-            await self.redis.script_load(self.source)
-            again = await self._pipeline([calls[index] for index in missing])
-            for index, reply in zip(missing, again, strict=True):
-                replies[index] = reply
-        return replies
-
-    async def _pipeline(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """Send the calls on one connection in one write and read their replies in order.
-
-        This is what redis-py's Pipeline does, less its per-command bookkeeping, and packed by hiredis in C
-        (redis-py's asyncio client packs in Python: ~8 % of the receiver's CPU). Connection errors are
-        retried under the connection's own retry policy, as redis-py retries any command: a stale pooled
-        connection after a Redis restart reconnects. A batch resent after a drop may meet steps that had
-        already run; their dedupe marks make those duplicates, exactly as a provider's retry would.
-        """
-        count = len(calls)
-        packed = b"".join(pack_command(("EVALSHA", self.sha, len(keys), *keys, *args)) for keys, args in calls)
-        if self.wait is not None:
-            wait_command: tuple[Any, ...] = ("WAIT", *self.wait)
-            packed += pack_command(wait_command)
-            count += 1
-        pool = self.redis.connection_pool
-        connection = await pool.get_connection(*_GET_CONNECTION_ARGS)  # type: ignore[no-untyped-call]
-        try:
-            replies: list[Any] = await connection.retry.call_with_retry(
-                lambda: _exchange(connection, packed, count), lambda _error: connection.disconnect()
-            )
-        except BaseException:
-            await connection.disconnect()  # replies may still be in flight: never reuse this connection
-            raise
-        finally:
-            await pool.release(connection)
-        if self.wait is not None:
-            confirmed = replies.pop()
-            if not isinstance(confirmed, int) or confirmed < self.wait[0]:
-                # The steps ran on the primary but may not survive a failover: the provider must retry
-                # (on this primary the retry is a duplicate; on a promoted replica it is applied again).
-                raise StoreUnavailable(f"{confirmed} of {self.wait[0]} replicas confirmed the write in time")
-        return replies
-
-
-async def _exchange(connection: Any, packed: bytes, count: int) -> list[Any]:
-    """Write a packed batch and read its ``count`` replies; an error reply is its own step's, not the batch's."""
-    await connection.send_packed_command(packed)
-    replies: list[Any] = []
-    for _ in range(count):
-        try:
-            replies.append(await connection.read_response())
-        except redis_errors.ResponseError as err:
-            replies.append(err)
-    return replies
-
-
 class CallStore:
     """The Redis side of the lifecycle: apply an event, look a call up."""
 
@@ -285,14 +166,14 @@ class CallStore:
         self.keys = keys or Keys()
         self.retention = retention or Retention()
         self._apply_step = redis.register_script(apply_step_source())
-        # redis-py refuses EVALSHA in a cluster pipeline: on Redis Cluster each step is its own EVALSHA,
-        # routed to its slot's primary by the cluster client (MOVED/ASK and failover handled there).
-        cluster = isinstance(redis, RedisCluster)
-        if wait_replicas and cluster:
-            raise ValueError("wait_replicas needs the step and its WAIT on one connection: not on Redis Cluster")
         wait = (wait_replicas, wait_timeout_ms) if wait_replicas else None
-        batch = (batch or wait is not None) and not cluster
+        batch = batch or wait is not None
         self._batcher = StepBatcher(redis, self._apply_step.sha, apply_step_source(), wait=wait) if batch else None
+
+    async def aclose(self) -> None:
+        """Let the connections kept for batches go (the client's own pool is the caller's to close)."""
+        if self._batcher is not None:
+            await self._batcher.aclose()
 
     async def apply(
         self, event: CallEvent, *, claim: NonceClaim | None = None, replay: bool = False, label: str | None = None

@@ -1,0 +1,199 @@
+"""One dedicated Redis connection on which batches of commands are pipelined.
+
+A `Lane` writes each batch as soon as it is handed one, without waiting for the replies of the batches
+before it, and one reader task reads the replies in the order Redis sends them (the order the commands
+were written) and hands each batch its own. Nothing is checked out of a pool per batch: the connection
+is taken once, from the client's pool (a single server, or the primary Sentinel names) or from a
+cluster node, with the client's own set-up (AUTH, SELECT, TLS), and kept.
+
+Error replies are values in their batch's list (`redis.exceptions` instances, as redis-py maps them), so
+one refused command fails only its caller. A connection that breaks, or stays silent beyond the timeout
+while replies are owed, fails every batch still waiting (nothing of theirs is reported as done) and is
+dropped; the next batch opens a fresh one. A batch that found the connection already broken before any of
+its bytes could have been read is sent once more on a fresh connection (a pooled connection left over
+from a Redis restart); steps that did run meet their dedupe marks, exactly as a provider's retry would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import hiredis
+from redis import exceptions as redis_errors
+from redis._parsers import BaseParser
+
+#: Bytes asked of the socket per read; a read returns what has arrived, often many replies.
+READ_SIZE = 65536
+
+
+class _Batch:
+    __slots__ = ("count", "future", "replies")
+
+    def __init__(self, count: int, future: asyncio.Future[list[Any]]) -> None:
+        self.count = count
+        self.future = future
+        self.replies: list[Any] = []
+
+
+class _Link:
+    """One connection of a lane, with the batches written on it and not yet answered."""
+
+    __slots__ = ("connection", "pending", "reader", "timer", "writer")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.writer: asyncio.StreamWriter = connection._writer
+        self.pending: deque[_Batch] = deque()
+        self.reader: asyncio.Task[None] | None = None
+        self.timer: asyncio.Timeout | None = None
+
+    def fail(self, error: redis_errors.RedisError) -> None:
+        while self.pending:
+            batch = self.pending.popleft()
+            if not batch.future.done():
+                batch.future.set_exception(error)
+
+
+class Lane:
+    """A dedicated, pipelined connection. ``connect`` returns a connected redis-py connection;
+    ``release`` gives one back (disconnected) when the lane lets it go."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        release: Callable[[Any], Awaitable[None] | None],
+        timeout_s: float | None,
+        name: str = "",
+    ) -> None:
+        self.name = name
+        self.timeout_s = timeout_s
+        self._connect = connect
+        self._release = release
+        self._link: _Link | None = None
+        self._opening: asyncio.Future[None] | None = None
+
+    async def execute(self, packed: bytes, count: int) -> list[Any]:
+        """Write ``packed`` (``count`` commands) and return their replies, error replies included as values.
+
+        Raises `redis.exceptions.ConnectionError` or `TimeoutError` when the connection fails before every
+        reply has arrived (some of the commands may have run). A connection error is tried once more on a
+        fresh connection, as redis-py retries a command on a connection left over from a Redis restart.
+        """
+        try:
+            return await self._execute_once(packed, count)
+        except redis_errors.ConnectionError:
+            return await self._execute_once(packed, count)
+
+    async def _execute_once(self, packed: bytes, count: int) -> list[Any]:
+        link = self._link
+        if link is None:
+            await self._open()
+            link = self._link
+            if link is None:
+                raise redis_errors.ConnectionError(f"connection to {self.name} was closed")
+        writer = link.writer
+        if writer.is_closing():
+            self._drop(link, redis_errors.ConnectionError(f"connection to {self.name} was closed"))
+            raise redis_errors.ConnectionError(f"connection to {self.name} was closed")
+        batch = _Batch(count, asyncio.get_running_loop().create_future())
+        link.pending.append(batch)
+        timer = link.timer
+        if timer is not None and timer.when() is None and self.timeout_s:
+            timer.reschedule(asyncio.get_running_loop().time() + self.timeout_s)
+        writer.write(packed)
+        try:
+            await writer.drain()
+        except (OSError, RuntimeError) as err:
+            self._drop(link, redis_errors.ConnectionError(f"error writing to {self.name}: {err}"))
+        return await batch.future
+
+    async def _open(self) -> None:
+        """Connect once, however many batches are waiting for it."""
+        if self._opening is not None:
+            await asyncio.shield(self._opening)
+            return
+        opening = self._opening = asyncio.get_running_loop().create_future()
+        try:
+            link = _Link(await self._connect())
+            parser = hiredis.Reader(
+                protocolError=redis_errors.InvalidResponse,
+                replyError=BaseParser.parse_error,
+                notEnoughData=_NOT_ENOUGH_DATA,
+            )
+            link.reader = asyncio.ensure_future(self._read(link, link.connection._reader, parser))
+            self._link = link
+            opening.set_result(None)
+        except BaseException as err:
+            opening.set_exception(err)
+            opening.exception()  # marked as retrieved: each waiter raises it itself
+            raise
+        finally:
+            self._opening = None
+
+    async def _read(self, link: _Link, stream: asyncio.StreamReader, parser: Any) -> None:
+        """Read replies until the connection fails or is closed, then let the connection go."""
+        loop = asyncio.get_running_loop()
+        pending = link.pending
+        try:
+            while True:
+                deadline = loop.time() + self.timeout_s if self.timeout_s and pending else None
+                async with asyncio.timeout(deadline) as timer:
+                    link.timer = timer
+                    data = await stream.read(READ_SIZE)
+                link.timer = None
+                if not data:
+                    raise redis_errors.ConnectionError(f"connection to {self.name} closed by the server")
+                parser.feed(data)
+                while pending:
+                    reply = parser.gets()
+                    if reply is _NOT_ENOUGH_DATA:
+                        break
+                    batch = pending[0]
+                    batch.replies.append(reply)
+                    if len(batch.replies) == batch.count:
+                        pending.popleft()
+                        if not batch.future.done():
+                            batch.future.set_result(batch.replies)
+                if not pending and parser.has_data():
+                    raise redis_errors.InvalidResponse(f"{self.name} sent a reply nothing was waiting for")
+        except TimeoutError:
+            self._drop(link, redis_errors.TimeoutError(f"Timeout reading from {self.name}"))
+        except redis_errors.RedisError as err:
+            self._drop(link, err)
+        except OSError as err:
+            self._drop(link, redis_errors.ConnectionError(f"error reading from {self.name}: {err}"))
+        except asyncio.CancelledError:
+            self._drop(link, redis_errors.ConnectionError(f"connection to {self.name} was closed"))
+            raise
+        finally:
+            try:
+                await link.connection.disconnect()
+            finally:
+                released = self._release(link.connection)
+                if released is not None:
+                    await released
+
+    def _drop(self, link: _Link, error: redis_errors.RedisError) -> None:
+        """Fail every batch waiting on ``link`` with ``error``; its reader stops and lets the connection go."""
+        if self._link is link:
+            self._link = None
+        link.fail(error)
+        reader = link.reader
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+
+    async def aclose(self) -> None:
+        """Drop the connection (any waiting batch fails) and wait until it is let go."""
+        link = self._link
+        if link is None:
+            return
+        self._drop(link, redis_errors.ConnectionError(f"connection to {self.name} closed"))
+        if link.reader is not None:
+            await asyncio.gather(link.reader, return_exceptions=True)
+
+
+#: What hiredis returns while a reply is incomplete.
+_NOT_ENOUGH_DATA = object()
