@@ -335,13 +335,17 @@ class StepBatcher:
             if isinstance(reply, Exception):
                 raise reply
         replies = replies[len(prefix) :]
+        if asking:
+            replies = replies[1::2] + replies[-1:] if self.wait is not None and calls else replies[1::2]
         if self.wait is not None and calls:
             confirmed = replies.pop()
-            if not isinstance(confirmed, int) or confirmed < self.wait[0]:
+            redirected = all(isinstance(reply, redis_errors.AskError) for reply in replies)
+            if (not isinstance(confirmed, int) or confirmed < self.wait[0]) and not redirected:
                 # The steps ran on the primary but may not survive a failover: the provider must retry
                 # (on this primary the retry is a duplicate; on a promoted replica it is applied again).
+                # (When every step was redirected, none ran here, and this node's WAIT says nothing.)
                 raise StoreUnavailable(f"{confirmed} of {self.wait[0]} replicas confirmed the write in time")
-        return replies[1::2] if asking else replies
+        return replies
 
     async def aclose(self) -> None:
         """Let the dedicated connections go (steps still waiting fail)."""
