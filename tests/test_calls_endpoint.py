@@ -61,6 +61,17 @@ def test_call_ids_containing_slashes_can_be_looked_up(
     assert (response.json()["call_id"], response.json()["state"]) == ("trunk/7/abc", "ringing")
 
 
+def test_a_trailing_newline_is_part_of_the_id_looked_up(
+    make_client: Callable[..., TestClient], make_settings: MakeSettings
+) -> None:
+    """``/calls/vobiz/c-42%0A`` names another id than ``c-42``: it is not answered with c-42's record."""
+    client = operator_client(make_client, make_settings)
+    assert client.post("/webhooks/vobiz", content=RING, headers=FORM).status_code == 200
+    response = client.get("/calls/vobiz/c-42%0A", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json()["error"]["call_id"] == "c-42\n"
+
+
 def test_unknown_call_is_404_naming_it(make_client: Callable[..., TestClient], make_settings: MakeSettings) -> None:
     """A call never seen answers 404 unknown_call, naming the call and the source."""
     response = operator_client(make_client, make_settings).get("/calls/vobiz/never-seen", headers=AUTH)

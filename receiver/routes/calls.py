@@ -28,6 +28,9 @@ def routes(settings: Settings) -> list[Route]:
         if refused is not None:
             return refused
         source, call_id = request.path_params["source"], request.path_params["call_id"]
+        if request.scope["path"].endswith("\n"):
+            # The route pattern's ``$`` also matches before a final newline: "a\n" must not be read as "a".
+            call_id += "\n"
         logs.bind(source=source, call_id=call_id)
         if source not in settings.sources:
             raise UnknownSource(f"no source named {source!r} is configured", source=source)
