@@ -21,6 +21,7 @@ non-transactional pipelines).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -195,14 +196,17 @@ async def close(client: redis.asyncio.Redis) -> None:
 
 
 def redacted(url: str) -> str:
-    """``url`` with its password replaced, for logs and error messages."""
+    """``url`` with its passwords replaced (in the user part and in ``...password=`` options), for logs and
+    error messages."""
     scheme, sep, rest = url.partition("://")
+    rest, question, query = rest.partition("?")
+    if query:
+        query = re.sub(r"((?:^|&)[^=&]*password=)[^&]*", r"\1***", query)
     netloc, slash, tail = rest.partition("/")
     userinfo, at, hosts = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{hosts}{slash}{tail}"
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    return f"{scheme}{sep}{netloc}{slash}{tail}{question}{query}"
 
 
 def _credentials(userinfo: str) -> tuple[str | None, str | None]:

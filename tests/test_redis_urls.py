@@ -70,6 +70,10 @@ def test_passwords_are_redacted() -> None:
     assert redacted("redis+cluster://app:s3cret@n1:7000,n2:7001") == "redis+cluster://app:***@n1:7000,n2:7001"
     assert redacted("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
     assert redacted("redis://h:6379/0") == "redis://h:6379/0"
+    assert redacted("redis+sentinel://s1,s2/svc?sentinel_password=x1&ssl_cert_reqs=none") == (
+        "redis+sentinel://s1,s2/svc?sentinel_password=***&ssl_cert_reqs=none"
+    )
+    assert redacted("redis://h:6379/0?password=x2") == "redis://h:6379/0?password=***"
 
 
 @pytest.fixture(scope="module")
