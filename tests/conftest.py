@@ -145,23 +145,32 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], redis_url: str, prefix: str) -> Iterator[Run]:
-    """Run ``callstream ARGS --redis-url <test redis> --prefix <test prefix>``; returns (code, stdout, stderr).
+def callstream(capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
+    """Run ``callstream ARGS`` in this process; returns (code, stdout, stderr).
 
     The command configures logging for a process; the root logger is put back afterwards.
     """
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
 
-    def run(*args: str, target: bool = True) -> tuple[int, str, str]:
-        argv = [*args, "--redis-url", redis_url, "--prefix", prefix] if target else list(args)
-        code = main(argv)
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
         out, err = capsys.readouterr()
         return code, out, err
 
     yield run
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def cli(callstream: Run, redis_url: str, prefix: str) -> Run:
+    """Run ``callstream ARGS --redis-url <test redis> --prefix <test prefix>`` (``target=False``: ARGS only)."""
+
+    def run(*args: str, target: bool = True) -> tuple[int, str, str]:
+        return callstream(*args, "--redis-url", redis_url, "--prefix", prefix) if target else callstream(*args)
+
+    return run
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -5,23 +5,18 @@ they use and why."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from receiver.cli import main
 from receiver.embedded import free_port
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, Run
 from tests.support.serve import CONFIG_VARIABLES, ServeProcess
 
 CALL = "8a9c1b52-3d4c-11ef-bef9-0242ac110005"
 RECORD = Path(".callstream") / "redis" / "server.json"
-
-Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
@@ -34,19 +29,9 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def cli(here: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
-    """``callstream ARGS`` in this process and directory; returns (code, stdout, stderr)."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def cli(here: Path, callstream: Run) -> Run:
+    """``callstream ARGS`` in this process, in the fresh directory."""
+    return callstream
 
 
 def running(pid: int) -> bool:

@@ -3,39 +3,25 @@ path, and for a source configured with ``public_url`` that must be signed for th
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from receiver.cli import main
 from receiver.embedded import free_port
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, Run
 from tests.support.processes import Receiver
 
 ANSWERED = str(FIXTURES / "vobiz" / "answered.json")
 SECRET = "vobiz-auth-token"
 PUBLIC_URL = "https://hooks.example.com/webhooks/vobiz-prod"
 
-Run = Callable[..., tuple[int, str, str]]
-
 
 @pytest.fixture
-def replay(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
+def replay(callstream: Run, monkeypatch: pytest.MonkeyPatch) -> Run:
     """``callstream replay ARGS`` in this process, with no configuration from the environment."""
     monkeypatch.delenv("CALLSTREAM_CONFIG", raising=False)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["replay", *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    return lambda *args: callstream("replay", *args)
 
 
 def test_replay_to_a_server_that_is_not_running_says_so_in_one_line(replay: Run) -> None:

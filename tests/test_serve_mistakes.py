@@ -4,30 +4,18 @@ start."""
 
 from __future__ import annotations
 
-import logging
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from receiver.cli import main
 from receiver.embedded import free_port, server_args, start_server, stop_process
+from tests.conftest import Run
 from tests.support.serve import ServeProcess, clean_environment
 
 STARTUP_COMPLETE = "startup complete"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """``main`` configures logging for a process; put the root logger back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.mark.slow
@@ -87,15 +75,14 @@ def test_an_unreachable_redis_is_named_at_once_and_readiness_waits_for_it(tmp_pa
     ],
 )
 def test_serve_refuses_a_configuration_mistake_with_exit_2(
-    tmp_path: Path, restore_logging: None, capsys: pytest.CaptureFixture[str], text: str, message: str
+    tmp_path: Path, callstream: Run, text: str, message: str
 ) -> None:
     """Nothing starts; the message names the file, the key as written and what it probably meant."""
     config = tmp_path / "callstream.toml"
     if "[sources." not in text:
         text += '[sources.minivoice-dev]\nprovider = "minivoice"\nverify = false\n'
     config.write_text(text)
-    code = main(["serve", "--config", str(config), "--data-dir", str(tmp_path / "data")])
-    err = capsys.readouterr().err
+    code, _out, err = callstream("serve", "--config", str(config), "--data-dir", str(tmp_path / "data"))
     assert code == 2
     assert f"callstream: {config}: " in err and message in err
     assert not (tmp_path / "data").exists()
