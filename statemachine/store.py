@@ -40,6 +40,8 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.ClusterDownError,
     # A cluster client whose slot map has a gap while a failover is under way.
     redis_errors.SlotNotCoveredError,
+    # A cluster client that reaches none of its nodes ("Redis Cluster cannot be connected").
+    redis_errors.RedisClusterException,
     OSError,
 )
 

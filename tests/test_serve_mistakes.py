@@ -5,14 +5,16 @@ start."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
+from starlette.testclient import TestClient
 
 from receiver.embedded import free_port, server_args, start_server, stop_process
-from tests.conftest import Run
+from tests.conftest import MakeSettings, Run
 from tests.support.serve import ServeProcess, clean_environment
 
 STARTUP_COMPLETE = "startup complete"
@@ -62,6 +64,19 @@ def test_an_unreachable_redis_is_named_at_once_and_readiness_waits_for_it(tmp_pa
         finally:
             stop_process(server)
         assert "s3cret-pass" not in serve.output()
+
+
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
+def test_readiness_and_webhooks_answer_503_while_redis_is_unreachable(
+    make_client: Callable[..., TestClient], make_settings: MakeSettings, scheme: str
+) -> None:
+    """Not a 500: the provider retries, and /readyz keeps the instance out of the load balancer."""
+    client = make_client(make_settings(redis_url=f"{scheme}://127.0.0.1:{free_port()}"))
+    ready = client.get("/readyz")
+    assert (ready.status_code, ready.json()["error"]["code"]) == (503, "redis_unavailable")
+    ring = "CallUUID=c-1&Event=Ring&CallStatus=ringing"
+    answer = client.post("/webhooks/vobiz", content=ring, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert (answer.status_code, answer.json()["error"]["code"]) == (503, "redis_unavailable")
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import errno
 import socket
-import sys
-from pathlib import Path
 
 import redis
 
 from receiver import redis_client
+from statemachine.store import UNAVAILABLE_ERRORS
 
 #: How long the start-up PING waits for Redis before serve warns and goes on.
 PING_TIMEOUT_S = 1.0
@@ -49,15 +48,7 @@ def redis_problem(url: str) -> str | None:
             client.ping()
         finally:
             client.close()
-    except (redis.exceptions.RedisError, OSError) as err:
-        return str(err) or type(err).__name__
+    except (redis.exceptions.RedisError, *UNAVAILABLE_ERRORS) as err:
+        # Sentinel's message ends in a repr of its client: the first part says it.
+        return str(err).split(" : <", 1)[0] or type(err).__name__
     return None
-
-
-def command_prefix() -> str:
-    """How this process was started, for hints a user can copy: ``.venv/bin/callstream`` when it was typed
-    so, else ``python -m receiver.cli`` with this interpreter."""
-    program = sys.argv[0]
-    if Path(program).name == "callstream":
-        return program
-    return f"{sys.executable} -m receiver.cli"

@@ -65,19 +65,11 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"callstream: {problem}", file=sys.stderr)
         return 1
-    embedded = None
-    if settings.redis_url:
-        _warn_if_unreachable(settings.redis_url)
-    else:
-        embedded = EmbeddedRedis(redis_dir(args.data_dir))
-        try:
-            url = embedded.start()
-        except ServerStartError as err:
-            print(f"callstream: {err}", file=sys.stderr)
-            return 1
-        os.environ["REDIS_URL"] = url
-        print(f"callstream: no REDIS_URL set; started embedded Redis at {url} (data in {embedded.data_dir})")
-        print(f"callstream: follow transitions with: {_tail_command(args.data_dir)}")
+    try:
+        embedded = _prepare_redis(settings.redis_url, args.data_dir)
+    except ServerStartError as err:
+        print(f"callstream: {err}", file=sys.stderr)
+        return 1
     if args.config:
         os.environ["CALLSTREAM_CONFIG"] = os.path.abspath(args.config)
     print(console_access.announce(settings, host, port, os.environ))
@@ -109,12 +101,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_redis(url: str | None, data_dir: Path) -> EmbeddedRedis | None:
+    """The Redis the workers will use: warn at once when the configured one does not answer, else start
+    the embedded one (``REDIS_URL`` set for the workers) and say how to reach it. `ServerStartError` when
+    it cannot start."""
+    if url:
+        _warn_if_unreachable(url)
+        return None
+    embedded = EmbeddedRedis(redis_dir(data_dir))
+    os.environ["REDIS_URL"] = embedded.start()
+    print(f"callstream: no REDIS_URL set; started embedded Redis at {embedded.url} (data in {embedded.data_dir})")
+    print(f"callstream: follow transitions with: {_tail_command(data_dir)}")
+    return embedded
+
+
 def _tail_command(data_dir: Path) -> str:
     """A ``tail`` command the user can copy: it finds this embedded Redis through the same data dir."""
-    command = f"{preflight.command_prefix()} tail"
+    command = f"{_invoked_as()} tail"
     if data_dir.resolve() != Path(connection.DEFAULT_DATA_DIR).resolve():
         return f"{command} --data-dir {data_dir}"
     return f"{command} (from this directory)"
+
+
+def _invoked_as() -> str:
+    """How this process was started, for hints a user can copy: ``.venv/bin/callstream`` when it was typed
+    so, else ``python -m receiver.cli`` with this interpreter."""
+    program = sys.argv[0]
+    if Path(program).name == "callstream":
+        return program
+    return f"{sys.executable} -m receiver.cli"
 
 
 def _warn_if_unreachable(url: str) -> None:
