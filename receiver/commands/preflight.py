@@ -11,6 +11,8 @@ import redis
 from receiver import redis_client
 from statemachine.store import UNAVAILABLE_ERRORS
 
+#: What a PING can raise when Redis does not answer (or answers with an error, e.g. a wrong password).
+REDIS_FAILURES: tuple[type[Exception], ...] = (redis.exceptions.RedisError, *UNAVAILABLE_ERRORS)
 #: How long the start-up PING waits for Redis before serve warns and goes on.
 PING_TIMEOUT_S = 1.0
 
@@ -48,7 +50,7 @@ def redis_problem(url: str) -> str | None:
             client.ping()
         finally:
             client.close()
-    except (redis.exceptions.RedisError, *UNAVAILABLE_ERRORS) as err:
+    except REDIS_FAILURES as err:
         # Sentinel's message ends in a repr of its client: the first part says it.
         return str(err).split(" : <", 1)[0] or type(err).__name__
     return None
