@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from http import HTTPStatus
+from re import Pattern
 from typing import Any
 
 from redis.asyncio import Redis
@@ -13,11 +14,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.applications import Starlette
+from starlette.convertors import Convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver import redis_client, sweeper
@@ -63,25 +65,31 @@ class Receiver(Starlette):
     A request matching a `DirectRoute` (the webhook endpoint) goes straight to the route's ASGI app with
     only the request observer around it; Starlette's error and exception middleware, router, Request and
     Response objects cost more per request than verifying and normalizing a callback. Such an endpoint
-    answers its own errors. Every other request takes Starlette's usual path.
+    answers its own errors. Every other request (and any request under a ``root_path``, which Starlette's
+    router resolves) takes Starlette's usual path, where the same route leads to the same endpoint.
     """
 
     def __init__(self, *, metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._direct: list[tuple[BaseRoute, ASGIApp]] = [
-            (route, ObserveRequests(route.app, metrics=metrics))
+        self._direct: list[tuple[Pattern[str], dict[str, Convertor[Any]], set[str] | None, Route, ASGIApp]] = [
+            (route.path_regex, route.param_convertors, route.methods, route, ObserveRequests(route.app, metrics))
             for route in self.router.routes
             if isinstance(route, DirectRoute)
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for route, observed in self._direct:
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            path = scope["path"]
+            for regex, convertors, methods, route, observed in self._direct:
+                # What `Route.matches` decides for a full match, without building its intermediate scopes.
+                match = regex.match(path)
+                if match is not None and (methods is None or scope["method"] in methods):
                     scope["app"] = self
                     scope["route"] = route
-                    scope.update(child_scope)
+                    scope["endpoint"] = route.endpoint
+                    scope["path_params"] = {
+                        name: convertors[name].convert(value) for name, value in match.groupdict().items()
+                    }
                     await observed(scope, receive, send)
                     return
         await super().__call__(scope, receive, send)

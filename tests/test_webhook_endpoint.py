@@ -74,3 +74,13 @@ def test_unexpected_failure_answers_500_and_is_logged(
     assert 'callstream_http_requests_total{method="POST",route="/webhooks/{source}",status="500"} 1.0' in (
         client.get("/metrics").text
     )
+
+
+def test_mounted_under_a_root_path_the_router_reaches_the_same_endpoint(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """With a root path (an app mounted under a prefix) Starlette's router resolves the route: same answer."""
+    response = make_client(root_path="/hooks").post("/hooks/webhooks/vobiz", content=RING, headers=FORM)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["results"][0]["outcome"] == "applied"

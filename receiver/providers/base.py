@@ -136,6 +136,9 @@ def iso_utc(value: Any) -> str | None:
         return None
     if moment.tzinfo is None:
         return None
+    if len(value) == 20 and value[10] == "T" and value[19] == "Z" and value.isascii():
+        # Already whole seconds in UTC, as most providers send them: normalizing gives the same text.
+        return value
     return as_utc(moment)
 
 
@@ -159,7 +162,32 @@ def unix_utc(seconds: Any) -> str | None:
 
 
 def received_at(delivery: Delivery) -> str:
-    return datetime.fromtimestamp(delivery.received_at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """When the delivery arrived, as ISO 8601 UTC with milliseconds (``2026-05-29T12:10:00.123Z``)."""
+    return utc_millis(delivery.received_at)
+
+
+#: The last second `utc_millis` formatted, and its text: deliveries arrive many to a second.
+_LAST_SECOND: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
+def utc_millis(timestamp: float) -> str:
+    """Unix seconds as ISO 8601 UTC with milliseconds: the text of
+    ``datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")`` ending in ``Z``, with the
+    same rounding (to the microsecond, half to even, then truncated), the date part formatted once a second.
+    """
+    global _LAST_SECOND
+    fraction, whole = math.modf(timestamp)
+    micros = round(fraction * 1_000_000)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    second = int(whole)
+    cached_second, text = _LAST_SECOND
+    if second != cached_second:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _LAST_SECOND = (second, text)
+    return f"{text}.{micros // 1000:03d}Z"
 
 
 def normalized_name(value: str) -> str:

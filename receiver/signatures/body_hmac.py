@@ -7,17 +7,15 @@ Source: docs.vobiz.ai/trunks/webhook ("Verify the payload").
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Sequence
 
 from receiver.errors import SignatureError
-from receiver.signatures.common import matches_any
+from receiver.signatures.common import mac, matches_any
 
 
 def signature(secret: str, body: bytes) -> str:
     """hex(HMAC-SHA256(secret, body))."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return mac(secret, body).hexdigest()
 
 
 def verify(secrets: Sequence[str], body: bytes, provided: str, header: str) -> None:

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from receiver.errors import SignatureError
 from receiver.settings import Secret
+
+
+@functools.lru_cache(maxsize=256)
+def _keyed(secret: str, algorithm: str) -> hmac.HMAC:
+    return hmac.new(secret.encode(), digestmod=algorithm)
+
+
+def mac(secret: str, message: bytes, algorithm: str = "sha256") -> hmac.HMAC:
+    """HMAC of ``message`` under ``secret``. The keyed state is worked out once per secret and copied for
+    each message, which costs about half of keying a new HMAC every time."""
+    keyed = _keyed(secret, algorithm).copy()
+    keyed.update(message)
+    return keyed
 
 
 @dataclass(frozen=True, slots=True)

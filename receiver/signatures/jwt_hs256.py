@@ -15,14 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from receiver.errors import SignatureError
-from receiver.signatures.common import Verified, matches_any
+from receiver.signatures.common import Verified, mac, matches_any
 
 ALGORITHM = "HS256"
 
@@ -47,7 +46,7 @@ _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 
 def signature(secret: str, signing_input: str) -> str:
     """The base64url HMAC-SHA256 of ``header.payload``."""
-    return b64url(hmac.new(secret.encode(), signing_input.encode("ascii"), hashlib.sha256).digest())
+    return b64url(mac(secret, signing_input.encode("ascii")).digest())
 
 
 def encode(claims: Mapping[str, Any], secret: str) -> str:

@@ -13,13 +13,11 @@ Sources: ../shared/providers.md §1.6; plivo-python ``plivo/utils/signature_v3.p
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import urllib.parse
 from collections.abc import Iterable, Sequence
 
 from receiver.errors import SignatureError
-from receiver.signatures.common import matches_any
+from receiver.signatures.common import mac, matches_any
 from receiver.signatures.url_nonce import base_url
 
 
@@ -46,7 +44,7 @@ def signed_text(url: str, params: Sequence[tuple[str, str]]) -> str:
 def signature(secret: str, url: str, params: Sequence[tuple[str, str]], nonce: str) -> str:
     """base64(HMAC-SHA256(secret, signed text + "." + nonce))."""
     message = (signed_text(url, params) + "." + nonce).encode()
-    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+    return base64.b64encode(mac(secret, message).digest()).decode()
 
 
 def verify(

@@ -5,14 +5,12 @@ Sources: doc.minivoice.eu/docs/webhooks/signatures; docs.callingbox.io/guides/we
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from receiver.errors import SignatureError
-from receiver.signatures.common import Verified, check_timestamp, matches_any, required_header, secrets_of
+from receiver.signatures.common import Verified, check_timestamp, mac, matches_any, required_header, secrets_of
 
 if TYPE_CHECKING:
     from receiver.delivery import Delivery
@@ -25,7 +23,7 @@ FORMATS = ("v1", "t,v1", "hex")
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
     """Lower-case hex HMAC-SHA256 of ``timestamp.body``."""
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return mac(secret, timestamp.encode() + b"." + body).hexdigest()
 
 
 def verify(secrets: Sequence[str], timestamp: str, body: bytes, provided: Sequence[str], header: str) -> None:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from receiver.errors import SignatureError
-from receiver.signatures.common import matches_any
+from receiver.signatures.common import mac, matches_any
 
 #: Algorithm names as the settings header spells them → hashlib digest names.
 ALGORITHMS: dict[str, str] = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
@@ -63,7 +62,7 @@ def signed_text(url: str, params: Iterable[tuple[str, str]]) -> str:
 
 
 def _mac(secret: str, text: str, algorithm: str) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), text.encode(), ALGORITHMS[algorithm]).digest()).decode()
+    return base64.b64encode(mac(secret, text.encode(), ALGORITHMS[algorithm]).digest()).decode()
 
 
 def signature(secret: str, url: str, params: Iterable[tuple[str, str]], algorithm: str = DEFAULT_ALGORITHM) -> str:

@@ -18,8 +18,6 @@ Sources: docs.vobiz.ai/concepts/validating-callbacks ("Random 20-digit nonce"); 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from receiver.errors import SignatureError
 from receiver.settings import ConfigError
-from receiver.signatures.common import Verified, matches_any, secrets_of
+from receiver.signatures.common import Verified, mac, matches_any, secrets_of
 
 if TYPE_CHECKING:
     from receiver.delivery import Delivery
@@ -48,7 +46,7 @@ def base_url(url: str) -> str:
 def signature(secret: str, url: str, nonce: str, separator: str) -> str:
     """base64(HMAC-SHA256(secret, base_url + separator + nonce)); V2 uses no separator, V3 uses '.'."""
     message = (base_url(url) + separator + nonce).encode()
-    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+    return base64.b64encode(mac(secret, message).digest()).decode()
 
 
 def verify(secrets: Sequence[str], url: str, nonce: str, provided: str, separator: str, header: str) -> None:
