@@ -7,11 +7,16 @@
 --       7 active ttl ms, 8 terminal ttl ms, 9 now ms, 10 source, 11 provider, 12 call id,
 --       13 label, 14 event json, 15 decision row (" state=outcome/destination/new attempt/terminal ..."),
 --       16 decision row for an event dated no later than the current attempt's end ('' when the same),
---       17 the event's time from the provider, unix ms ('' when unknown)
+--       17 the event's time from the provider, unix ms ('' when unknown), 18 the dedupe key's mark field
+--       (statemachine/store.py: dedupe_mark)
 local call_key, stream_key = KEYS[1], KEYS[2]
 local trigger, dedupe, replay, fingerprint = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
-local current = redis.call('HMGET', call_key, 'state', 'attempt', 'version', 'history', 'ended_at')
+-- The dedupe mark is a field of the call's hash, read with the call's state: 'd:<key>', or for a key
+-- longer than 62 bytes 'd#' and 16 hex digits of its SHA-1, which keeps a small hash compact (listpack:
+-- every field at most 64 bytes) when MiniVoice's keys carry the call id and a timestamp.
+local mark = ARGV[18]
+local current = redis.call('HMGET', call_key, 'state', 'attempt', 'version', 'history', 'ended_at', mark)
 local state = current[1] or 'new'
 local attempt = tonumber(current[2] or '1')
 local version = tonumber(current[3] or '0')
@@ -31,12 +36,7 @@ if fingerprint ~= '' then
   end
 end
 
--- The dedupe mark is a field of the call's hash. Redis keeps a small hash compact (listpack) only while
--- every field is at most 64 bytes, so a longer key (MiniVoice's carry the call id and a timestamp) is
--- stored as a 64-bit digest: the hash of an active call stays a few hundred bytes.
-local mark = 'd:' .. dedupe
-if #mark > 64 then mark = 'd#' .. string.sub(redis.sha1hex(dedupe), 1, 16) end
-if replay ~= '1' and redis.call('HEXISTS', call_key, mark) == 1 then
+if replay ~= '1' and current[6] then
   return {'duplicate', state, state, attempt, version, ''}
 end
 

@@ -14,6 +14,7 @@ told its event was applied when it was not.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,6 +135,16 @@ def occurred_ms(occurred_at: str | None) -> str:
     return str(int(moment.timestamp() * 1000))
 
 
+def dedupe_mark(dedupe_key: str) -> str:
+    """The call hash's field that marks ``dedupe_key`` as seen: ``d:<key>``, or ``d#`` and the first 16 hex
+    digits of the key's SHA-1 when ``d:<key>`` would be longer than 64 bytes (so the hash stays compact)."""
+    mark = "d:" + dedupe_key
+    encoded = mark.encode()
+    if len(encoded) > 64:
+        return "d#" + hashlib.sha1(encoded[2:], usedforsecurity=False).hexdigest()[:16]
+    return mark
+
+
 def as_text(value: Any) -> str:
     """A Redis reply value (bytes from a client without decode_responses) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -212,6 +223,7 @@ class CallStore:
             decision_row(event.event),
             early_row(event.event),
             occurred_ms(event.occurred_at),
+            dedupe_mark(event.dedupe_key),
         ]
         try:
             if self._batcher is not None:

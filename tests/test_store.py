@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -35,6 +37,37 @@ async def test_script_decides_like_the_machine_for_every_pair(store: CallStore, 
             assert result.attempt == (2 if expected.new_attempt else 1)
             published = expected.outcome in (Outcome.APPLIED, Outcome.ANNOTATION)
             assert (result.entry_id is not None) == published
+
+
+def digest_mark(key: str) -> bytes:
+    return b"d#" + hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16].encode()
+
+
+@pytest.mark.parametrize(
+    ("dedupe", "field"),
+    [
+        ("c:Ring", b"d:c:Ring"),
+        ("k" * 62, b"d:" + b"k" * 62),  # a 64-byte mark still fits
+        # 63 bytes of key make a 65-byte mark: kept as the SHA-1 digest of the key (computed here by hand).
+        ("k" * 63, digest_mark("k" * 63)),
+        # Bytes count, not characters: 32 two-byte characters are over the limit.
+        (
+            "\u00e9" * 32,
+            b"d#" + hashlib.sha1(("\u00e9" * 32).encode(), usedforsecurity=False).hexdigest()[:16].encode(),
+        ),
+    ],
+)
+async def test_dedupe_mark_is_readable_or_a_digest_and_the_hash_stays_compact(
+    store: CallStore, keys: Keys, dedupe: str, field: bytes
+) -> None:
+    """The mark is ``d:<key>`` while it fits 64 bytes, else ``d#`` + 16 hex digits of the key's SHA-1 (so the
+    call's hash keeps Redis's compact encoding); either way a retry is recognised."""
+    first = await store.apply(event("c", Trigger.RINGING, dedupe))
+    again = await store.apply(event("c", Trigger.RINGING, dedupe))
+    assert (first.outcome, again.outcome) == (Outcome.APPLIED, Outcome.DUPLICATE)
+    marks = [name for name in await store.redis.hkeys(keys.call("src", "c")) if name.startswith(b"d")]
+    assert marks == [field]
+    assert await store.redis.object("encoding", keys.call("src", "c")) in (b"listpack", b"ziplist")
 
 
 async def test_same_provider_event_twice_is_a_duplicate(store: CallStore, keys: Keys) -> None:
