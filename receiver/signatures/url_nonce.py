@@ -21,7 +21,8 @@ import base64
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from receiver.errors import SignatureError
@@ -37,6 +38,8 @@ NONCE_SHAPE = re.compile(r"[0-9]{20}")
 VERSIONS_OPTION = "signature_versions"
 
 
+# A source's public URL is fixed, so its base is worked out once per URL, not once per request.
+@lru_cache(maxsize=256)
 def base_url(url: str) -> str:
     """``scheme://host/path`` of a URL: query string and fragment are not signed."""
     parts = urllib.parse.urlsplit(url)
@@ -68,6 +71,13 @@ class Version:
     headers: tuple[str, ...]
     nonce_header: str
     check: Check
+    #: The same names lower-case, as a delivery's headers are keyed (worked out once).
+    keys: tuple[str, ...] = field(init=False)
+    nonce_key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", tuple(name.lower() for name in self.headers))
+        object.__setattr__(self, "nonce_key", self.nonce_header.lower())
 
 
 def separator_check(separator: str) -> Check:
@@ -84,11 +94,18 @@ def accepted_versions(options: Mapping[str, Any], versions: Sequence[Version], w
 
     Raises ConfigError naming the option for anything but a non-empty list of known version names.
     """
+    value = options.get(VERSIONS_OPTION)
+    if value is None:
+        return _strongest(tuple(versions))
     names = [version.name for version in versions]
-    value = options.get(VERSIONS_OPTION, names[:1])
     if not isinstance(value, list) or not value or any(item not in names for item in value):
         raise ConfigError(f"{where}.{VERSIONS_OPTION} must be a non-empty list of: {', '.join(names)}; got {value!r}")
     return frozenset(value)
+
+
+@lru_cache(maxsize=16)
+def _strongest(versions: tuple[Version, ...]) -> frozenset[str]:
+    return frozenset({versions[0].name})
 
 
 def options_checker(versions: Sequence[Version]) -> Callable[[Mapping[str, Any], str], None]:
@@ -119,16 +136,17 @@ def verify_versions(delivery: Delivery, versions: Sequence[Version], scheme: str
     headers = delivery.headers
     accepted = accepted_versions(delivery.source.options, versions, f"sources.{delivery.source.name}")
     for version in versions:
-        present = [name for name in version.headers if headers.get(name.lower())]
+        present = [index for index, key in enumerate(version.keys) if headers.get(key)]
         if not present:
             continue
+        header = version.headers[present[0]]
         if version.name not in accepted:
             raise SignatureError(
-                f"{present[0]} is a {version.name} signature, which this source does not accept", header=present[0]
+                f"{header} is a {version.name} signature, which this source does not accept", header=header
             )
         nonce = _nonce(headers, version.nonce_header)
-        provided = [value.strip() for name in present for value in headers[name.lower()].split(",")]
-        version.check(secrets_of(delivery.source.secrets), delivery, nonce, provided, present[0])
+        provided = [value.strip() for index in present for value in headers[version.keys[index]].split(",")]
+        version.check(secrets_of(delivery.source.secrets), delivery, nonce, provided, header)
         return _verified(headers, versions, accepted, f"{scheme} {version.name}")
     strongest = next(version for version in versions if version.name in accepted)
     raise SignatureError(f"missing signature header {strongest.headers[0]}", header=strongest.headers[0])
@@ -137,13 +155,14 @@ def verify_versions(delivery: Delivery, versions: Sequence[Version], scheme: str
 def _verified(
     headers: Mapping[str, str], versions: Sequence[Version], accepted: frozenset[str], scheme: str
 ) -> Verified:
+    """Every signature and nonce header present (credentials), and the nonces of the accepted versions."""
     credentials: list[str] = []
     nonces: list[str] = []
     for version in versions:
-        credentials += [name.lower() for name in version.headers if name.lower() in headers]
-        nonce = headers.get(version.nonce_header.lower())
+        credentials += [key for key in version.keys if key in headers]
+        nonce = headers.get(version.nonce_key)
         if nonce is not None:
-            credentials.append(version.nonce_header.lower())
-            if version.name in accepted and NONCE_SHAPE.fullmatch(nonce) and nonce not in nonces:
+            credentials.append(version.nonce_key)
+            if version.name in accepted and nonce not in nonces and NONCE_SHAPE.fullmatch(nonce):
                 nonces.append(nonce)
-    return Verified(scheme=scheme, credentials=tuple(dict.fromkeys(credentials)), nonces=tuple(nonces))
+    return Verified(scheme=scheme, credentials=tuple(credentials), nonces=tuple(nonces))
