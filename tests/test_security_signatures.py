@@ -334,3 +334,22 @@ def test_callingbox_event_type_comes_from_the_signed_body_only(
     }
     assert client.post("/webhooks/cb", content=body, headers=headers).status_code == 202
     assert state(r, keys, "cb") == (None, [])
+
+
+@pytest.mark.parametrize(
+    ("versions", "accepted"),
+    [(None, True), ('["v3", "v2"]', True), ('["v2"]', True), ('["v4"]', False), ("[]", False), ('"v3"', False)],
+)
+def test_signature_versions_are_checked_when_the_configuration_loads(versions: str | None, accepted: bool) -> None:
+    """``signature_versions`` is a non-empty list of the provider's versions; anything else stops the load
+    with the key named."""
+    from receiver.providers import PROVIDERS
+    from receiver.settings import ConfigError, Settings
+
+    option = "" if versions is None else f"signature_versions = {versions}\n"
+    text = f'[sources.v]\nprovider = "vobiz"\nsecrets = ["s"]\n{option}'
+    if accepted:
+        assert Settings.from_toml(text, {}, list(PROVIDERS)).sources["v"].provider == "vobiz"
+    else:
+        with pytest.raises(ConfigError, match="sources.v.signature_versions"):
+            Settings.from_toml(text, {}, list(PROVIDERS))
