@@ -15,7 +15,7 @@ from receiver.providers import PROVIDERS
 from receiver.settings import Source
 from statemachine.events import CallEvent
 from statemachine.keys import Keys
-from statemachine.store import CallStore, Retention
+from statemachine.store import CallStore, NonceClaim, Retention
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -58,9 +58,17 @@ async def _measure(url: str, provider: str, calls: int, nonces: bool) -> list[di
     for number, events in enumerate(phases, start=1):
         for start in range(0, len(events), 512):
             chunk = events[start : start + 512]
-            nonce_list = [_nonce(sequence + offset) if nonces else None for offset in range(len(chunk))]
+            # A Vobiz request spends its nonce with the request's fingerprint (32 hex digits) as the mark.
+            claims = [
+                NonceClaim(
+                    provider, (_nonce(sequence + offset),), f"{sequence + offset:032x}", store.retention.nonce_ms
+                )
+                if nonces
+                else None
+                for offset in range(len(chunk))
+            ]
             sequence += len(chunk)
-            await asyncio.gather(*(store.apply(e, nonce=n) for e, n in zip(chunk, nonce_list, strict=True)))
+            await asyncio.gather(*(store.apply(e, claim=c) for e, c in zip(chunk, claims, strict=True)))
         used = int((await client.info("memory"))["used_memory"])
         sample = [keys.call(provider, e.call_id) for e in events[:: max(1, len(events) // 500)]]
         hash_bytes = [await client.memory_usage(key, samples=0) or 0 for key in sample]
