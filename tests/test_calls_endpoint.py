@@ -72,6 +72,20 @@ def test_a_trailing_newline_is_part_of_the_id_looked_up(
     assert response.json()["error"]["call_id"] == "c-42\n"
 
 
+def test_a_newline_inside_an_id_is_looked_up_as_written(
+    make_client: Callable[..., TestClient], make_settings: MakeSettings
+) -> None:
+    """An id with a line break in it is a call id like any other: 404 unknown_call naming it, not a bare 404."""
+    response = operator_client(make_client, make_settings).get("/calls/vobiz/a%0Ab", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "code": "unknown_call",
+        "message": "no call 'a\\nb' is known for source 'vobiz'",
+        "source": "vobiz",
+        "call_id": "a\nb",
+    }
+
+
 def test_unknown_call_is_404_naming_it(make_client: Callable[..., TestClient], make_settings: MakeSettings) -> None:
     """A call never seen answers 404 unknown_call, naming the call and the source."""
     response = operator_client(make_client, make_settings).get("/calls/vobiz/never-seen", headers=AUTH)

@@ -87,7 +87,7 @@ def test_every_route_of_the_app_is_described(make_settings: MakeSettings) -> Non
     """No HTTP route exists that the description leaves out, with the same methods."""
     app = create_app(make_settings())
     served = {
-        (route.path.replace(":path}", "}"), method.lower())
+        (route.path_format, method.lower())
         for route in app.routes
         if isinstance(route, Route)
         for method in (route.methods or ()) - {"HEAD"}

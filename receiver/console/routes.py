@@ -177,7 +177,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
                 Route("/logout", guarded(ctx, logout), methods=["POST"]),
                 Route("/live/events", guarded(ctx, events), methods=["GET"]),
                 Route("/calls", guarded(ctx, pages.calls), methods=["GET"]),
-                Route("/calls/{source}/{call_id:path}", guarded(ctx, pages.call), methods=["GET"]),
+                Route("/calls/{source}/{call_id:text}", guarded(ctx, pages.call), methods=["GET"]),
                 Route("/deadletters", guarded(ctx, pages.deadletters), methods=["GET"]),
                 Route("/deadletters/redrive", guarded(ctx, pages.redrive), methods=["POST"]),
                 Route("/deadletters/{entry_id}", guarded(ctx, pages.deadletter_page), methods=["GET"]),
