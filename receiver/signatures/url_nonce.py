@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from receiver.errors import SignatureError
 from receiver.settings import ConfigError
-from receiver.signatures.common import Verified, mac, matches_any, secrets_of
+from receiver.signatures.common import Verified, mac, matches_any, required_header, secrets_of
 
 if TYPE_CHECKING:
     from receiver.delivery import Delivery
@@ -118,9 +118,7 @@ def options_checker(versions: Sequence[Version]) -> Callable[[Mapping[str, Any],
 
 
 def _nonce(headers: Mapping[str, str], name: str) -> str:
-    value = headers.get(name.lower())
-    if not value:
-        raise SignatureError(f"missing signature header {name}", header=name)
+    value = required_header(headers, name)
     if NONCE_SHAPE.fullmatch(value) is None:
         raise SignatureError(f"{name} is not a 20-digit nonce", header=name)
     return value
