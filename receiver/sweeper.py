@@ -31,7 +31,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -39,6 +38,7 @@ from redis.asyncio import Redis
 
 from receiver.reconcile import CLIENTS, ApiConfig, Finding, GetCallClient, ReconcileError, ask
 from receiver.settings import ConfigError, Settings, Source
+from receiver.timefmt import iso_ms
 from statemachine.errors import StoreUnavailable
 from statemachine.events import CallEvent
 from statemachine.keys import Keys
@@ -105,10 +105,6 @@ class SweepReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _iso(ms: float) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Sweeper:
@@ -247,7 +243,7 @@ class Sweeper:
             provider_event=RECONCILIATION,
             provider_status=finding.status,
             dedupe_key=f"reconcile:{call.attempt}:{finding.status}",
-            received_at=_iso(time.time() * 1000),
+            received_at=iso_ms(time.time() * 1000),
             extras={"via": RECONCILIATION, **finding.extras},
             raw=finding.raw,
         )
@@ -261,11 +257,11 @@ class Sweeper:
             provider_event=STALE,
             provider_status=None,
             dedupe_key=f"{STALE}:{call.attempt}:{call.state}",
-            received_at=_iso(time.time() * 1000),
+            received_at=iso_ms(time.time() * 1000),
             extras={
                 "annotation": STALE,
                 "state": call.state,
-                "last_update_at": _iso(call.updated_at_ms),
+                "last_update_at": iso_ms(call.updated_at_ms),
                 "stale_after_s": policy.stale_after_ms // 1000,
                 "reconciliation": failure,
             },

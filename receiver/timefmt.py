@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
-def iso_ms(ms: int) -> str:
+def iso_ms(ms: float) -> str:
     """Unix milliseconds as ISO 8601 UTC with milliseconds."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 

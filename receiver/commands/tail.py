@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,8 +16,9 @@ import redis
 
 from receiver import redis_client
 from receiver.commands import connection
-from receiver.queries.transitions import KINDS, Filter
+from receiver.queries.transitions import KINDS, Filter, entry_ms
 from receiver.settings import ConfigError
+from receiver.timefmt import iso_ms
 from statemachine.states import CallState
 from statemachine.store import entry_fields
 
@@ -42,8 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def entry_time(entry_id: str) -> str:
     """The time Redis added an entry, from its id (milliseconds before the dash), as HH:MM:SS.mmm UTC."""
-    ms = int(entry_id.split("-", 1)[0])
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S.%f")[:-3]
+    return iso_ms(entry_ms(entry_id))[11:-1]  # the time part of YYYY-MM-DDTHH:MM:SS.mmmZ
 
 
 def render(entry_id: str, entry: dict[str, Any], as_json: bool) -> str:
