@@ -17,7 +17,6 @@ Sources: ../shared/providers.md §1, plivo-python ``plivo/utils/__init__.py`` an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from secrets import choice
 
 from receiver.delivery import FORM, Delivery
 from receiver.providers import plivo_family
@@ -66,7 +65,7 @@ check_options = url_nonce.options_checker(VERSIONS)
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
     """V3 headers as Plivo sends them, with a fresh 20-digit nonce."""
-    nonce = "".join(choice("0123456789") for _ in range(20))
+    nonce = url_nonce.new_nonce()
     return {
         V3_HEADERS[0]: plivo_v3.signature(secret, request.url, request.form_pairs(), nonce),
         V3_NONCE_HEADER: nonce,

@@ -21,8 +21,6 @@ docs.vobiz.ai/trunks/webhook.
 
 from __future__ import annotations
 
-from secrets import choice
-
 from receiver.delivery import FORM, JSON, Delivery
 from receiver.providers import plivo_family
 from receiver.providers.base import OutgoingRequest, ProviderAdapter, normalized_name
@@ -87,7 +85,7 @@ check_options = url_nonce.options_checker(VERSIONS)
 
 def sign(request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
     """V3 headers as Vobiz sends them, with a fresh 20-digit nonce."""
-    nonce = "".join(choice("0123456789") for _ in range(20))
+    nonce = url_nonce.new_nonce()
     return {
         "X-Vobiz-Signature-V3": url_nonce.signature(secret, request.url, nonce, "."),
         "X-Vobiz-Signature-V3-Nonce": nonce,

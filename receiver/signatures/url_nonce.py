@@ -23,6 +23,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from secrets import choice
 from typing import TYPE_CHECKING, Any
 
 from receiver.errors import SignatureError
@@ -115,6 +116,11 @@ def options_checker(versions: Sequence[Version]) -> Callable[[Mapping[str, Any],
         accepted_versions(options, versions, where)
 
     return check_options
+
+
+def new_nonce() -> str:
+    """A fresh nonce of the documented shape (`NONCE_SHAPE`), for signing outgoing requests."""
+    return "".join(choice("0123456789") for _ in range(20))
 
 
 def _nonce(headers: Mapping[str, str], name: str) -> str:
