@@ -227,7 +227,7 @@ class Settings:
             operator_token=resolve_secret(token, environ, "operator.token") if token else None,
             host=str(server.get("host", "127.0.0.1")),
             port=_int(server, "port", 8000),
-            allow_unverified_public=bool(server.get("allow_unverified_public", False)),
+            allow_unverified_public=_flag(server, "server.allow_unverified_public", False),
             from_file=True,
             sweeper_interval_s=_int(sweeper, "interval_seconds", 1) if "interval_seconds" in sweeper else None,
             transport=TransportLimits(
@@ -275,6 +275,14 @@ def _seconds(table: Mapping[str, Any], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+def _flag(table: Mapping[str, Any], dotted: str, default: bool) -> bool:
+    """A true/false key: a string such as ``"false"`` is refused, never read as true."""
+    value = table.get(dotted.rpartition(".")[2], default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{dotted} must be true or false, got {value!r}")
+    return value
 
 
 def _wait_replicas(redis: Mapping[str, Any]) -> int:

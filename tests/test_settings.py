@@ -62,6 +62,10 @@ def test_redis_url_from_environment_wins() -> None:
         ("[sources.a]\nprovider = 'vobiz'\n", "sources.a verifies signatures (the default) but has no secrets"),
         ("[sources.a]\nprovider = 'vobiz'\nsecrets = ['env:MISSING']\n", "names environment variable MISSING"),
         ("[sources.a]\nprovider = 'vobiz'\nverify = 'no'\n", "sources.a.verify must be true or false"),
+        (
+            "[server]\nallow_unverified_public = 'false'\n[sources.a]\nverify = false\nprovider='vobiz'\n",
+            "server.allow_unverified_public must be true or false",
+        ),
         ("[server]\nmax_body_bytes = -1\n[sources.a]\nverify = false\nprovider='vobiz'\n", "max_body_bytes"),
         ("[sources]\n", "[sources] is empty"),
         ("not toml [", "not valid TOML"),
