@@ -38,7 +38,7 @@ from redis.asyncio import Redis
 
 from receiver.delivery import Delivery
 from receiver.settings import DeadLetterLimits
-from receiver.signatures.common import Verified
+from receiver.signatures.common import Verified, secrets_of
 from statemachine.errors import StoreUnavailable
 from statemachine.keys import Keys
 from statemachine.store import UNAVAILABLE_ERRORS, as_text
@@ -187,7 +187,7 @@ def digest_of(delivery: Delivery) -> str:
 
 def record(delivery: Delivery, verified: Verified, code: str, reason: str, limits: DeadLetterLimits) -> dict[str, Any]:
     """The stream entry's fields for one request: masked, bounded, with its authentication."""
-    secrets = [secret.reveal() for secret in delivery.source.secrets]
+    secrets = secrets_of(delivery.source.secrets)
     headers, dropped = _bounded_headers(masked_headers(delivery.headers, secrets, verified.credentials))
     url, url_cut = _cut(masked_url(delivery.url), MAX_URL_BYTES)
     reason, _ = _cut(reason, MAX_REASON_BYTES)

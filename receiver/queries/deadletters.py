@@ -26,7 +26,7 @@ from receiver.errors import ReceiverError, RedisUnavailable, http_error
 from receiver.pipeline import Pipeline
 from receiver.queries import is_entry_id
 from receiver.settings import Settings, Source
-from receiver.signatures.common import Verified
+from receiver.signatures.common import Verified, secrets_of
 from statemachine.keys import Keys
 
 PAGE = 500
@@ -37,7 +37,7 @@ STATUSES = ("redriven", "failed", "kept", "missing")
 
 def secret_values(source: Source | None, settings: Settings) -> list[str]:
     """Values no output may show: the source's secrets and the operator token."""
-    values = [secret.reveal() for secret in source.secrets] if source is not None else []
+    values = secrets_of(source.secrets) if source is not None else []
     if settings.operator_token is not None:
         values.append(settings.operator_token.reveal())
     return values
