@@ -14,3 +14,9 @@ _ENTRY_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 def is_entry_id(text: str) -> bool:
     """Whether ``text`` is a stream entry id (``<ms>-<seq>`` or ``<ms>``), as Redis would accept it."""
     return _ENTRY_ID.fullmatch(text) is not None
+
+
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as (ms, seq), which sorts as Redis orders entries (``<ms>`` alone is ``<ms>-0``)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

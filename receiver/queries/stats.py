@@ -12,15 +12,11 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from receiver.queries import entry_order
 from statemachine.keys import Keys
 from statemachine.store import as_text
 
 LAG_SCAN_LIMIT = 10_000
-
-
-def _id_tuple(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 async def collect(redis: Redis, keys: Keys) -> dict[str, Any]:
@@ -82,9 +78,9 @@ async def group_stats(redis: Redis, stream: str, summary: dict[str, Any], group:
 
 async def counted_lag(redis: Redis, stream: str, summary: dict[str, Any], last_delivered: str) -> int | str:
     """Entries after ``last_delivered``, counted (``">N"`` past the scan limit)."""
-    if summary["last_id"] is None or _id_tuple(last_delivered) >= _id_tuple(summary["last_id"]):
+    if summary["last_id"] is None or entry_order(last_delivered) >= entry_order(summary["last_id"]):
         return 0
-    if summary["first_id"] is not None and _id_tuple(last_delivered) < _id_tuple(summary["first_id"]):
+    if summary["first_id"] is not None and entry_order(last_delivered) < entry_order(summary["first_id"]):
         return int(summary["length"])
     after = await redis.xrange(stream, min="(" + last_delivered, max="+", count=LAG_SCAN_LIMIT + 1) or []
     return len(after) if len(after) <= LAG_SCAN_LIMIT else f">{LAG_SCAN_LIMIT}"

@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from receiver.queries import entry_order
 from statemachine.keys import Keys
 from statemachine.states import is_terminal
 from statemachine.store import as_text, entry_fields
@@ -71,7 +72,7 @@ async def _each(redis: Redis, streams: Sequence[str], command: Callable[[Any, st
 
 
 def _newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(entries, key=lambda entry: tuple(int(part) for part in entry["id"].split("-")), reverse=True)
+    return sorted(entries, key=lambda entry: entry_order(entry["id"]), reverse=True)
 
 
 async def latest(redis: Redis, keys: Keys, count: int, where: Filter | None = None, scan: int = 1000) -> list[Any]:
