@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from receiver.errors import OperatorAccessDisabled, OperatorAuthError
 from receiver.responses import error_response
-from receiver.settings import Settings
+from receiver.settings import Secret, Settings
 
 ENABLE_HINT = 'set [operator] token in the configuration (for example token = "env:CALLSTREAM_OPERATOR_TOKEN")'
 #: Sent with every 401, as RFC 6750 asks of bearer-token resources.
@@ -29,11 +29,16 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+def secret_matches(secret: Secret | None, presented: str | None) -> bool:
+    """Whether ``presented`` is ``secret``, compared in constant time (False when either is missing)."""
+    if secret is None or not presented:
+        return False
+    return hmac.compare_digest(presented.encode(), secret.reveal().encode())
+
+
 def token_matches(settings: Settings, presented: str | None) -> bool:
     """Whether ``presented`` is the configured operator token (False when none is configured)."""
-    if settings.operator_token is None or presented is None:
-        return False
-    return hmac.compare_digest(presented.encode(), settings.operator_token.reveal().encode())
+    return secret_matches(settings.operator_token, presented)
 
 
 def refusal(settings: Settings, request: Request, what: str) -> Response | None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from receiver.operator import bearer_token
+from receiver.operator import bearer_token, secret_matches
 from receiver.settings import LOOPBACK_HOSTS, Secret, Settings
 
 ONE_TIME_TOKEN_ENV = "CALLSTREAM_CONSOLE_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -81,9 +81,7 @@ class Access:
         return self.token is not None
 
     def token_matches(self, presented: str | None) -> bool:
-        if self.token is None or not presented:
-            return False
-        return hmac.compare_digest(presented.encode(), self.token.reveal().encode())
+        return secret_matches(self.token, presented)
 
     def _sign(self, text: str) -> str:
         return _b64(hmac.new(self._key, text.encode(), hashlib.sha256).digest())
