@@ -28,7 +28,7 @@ from receiver.errors import ReceiverError
 from receiver.metrics import Metrics
 from receiver.observe import ObserveRequests
 from receiver.pipeline import Pipeline
-from receiver.responses import JSONResponse, error_response, unexpected_response
+from receiver.responses import JSONResponse, error_body, error_response, unexpected_response
 from receiver.routes import calls, health, metrics, openapi, webhooks
 from receiver.routes.webhooks import DirectRoute
 from receiver.settings import Settings
@@ -50,9 +50,7 @@ async def on_http_exception(_request: Request, exc: Exception) -> Response:
     """Unknown paths and wrong methods answer JSON too, like every other error."""
     assert isinstance(exc, HTTPException)
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
-    return JSONResponse(
-        {"error": {"code": code, "message": exc.detail}}, status_code=exc.status_code, headers=exc.headers
-    )
+    return JSONResponse(error_body(code, exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
 async def on_unexpected(_request: Request, exc: Exception) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -13,8 +14,14 @@ from receiver.errors import ReceiverError, http_error
 
 log = logging.getLogger("callstream.receiver")
 
+
+def error_body(code: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON body of every error answer: ``{"error": {"code", "message", ...details}}``."""
+    return {"error": {"code": code, "message": message, **(details or {})}}
+
+
 #: The body of a 500: nothing about the failure itself reaches the sender.
-INTERNAL_ERROR = {"error": {"code": "internal_error", "message": "internal error"}}
+INTERNAL_ERROR = error_body("internal_error", "internal error")
 
 
 class JSONResponse(Response):
@@ -27,9 +34,8 @@ class JSONResponse(Response):
 def error_content(error: ReceiverError) -> tuple[int, dict[str, Any]]:
     """The status from the error table and ``{"error": {"code", "message", ...details}}``."""
     status, code = http_error(error)
-    body: dict[str, Any] = {"code": code, "message": error.message}
-    body.update({key: value for key, value in error.details.items() if isinstance(value, str | int)})
-    return status, {"error": body}
+    details = {key: value for key, value in error.details.items() if isinstance(value, str | int)}
+    return status, error_body(code, error.message, details)
 
 
 def error_response(error: ReceiverError) -> JSONResponse:

@@ -35,6 +35,7 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from receiver.responses import error_body
 from receiver.settings import TransportLimits
 
 log = logging.getLogger("callstream.transport")
@@ -57,7 +58,7 @@ def limits_from_env(environ: Mapping[str, str]) -> TransportLimits:
 
 def error_response(status: int, code: str, message: str) -> bytes:
     """A complete HTTP/1.1 error answer with the JSON error body every error gets, closing the connection."""
-    body = orjson.dumps({"error": {"code": code, "message": message}})
+    body = orjson.dumps(error_body(code, message))
     head = (
         b"content-type: application/json\r\ncontent-length: "
         + str(len(body)).encode()

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from receiver.errors import RedisUnavailable
-from receiver.responses import JSONResponse
+from receiver.responses import JSONResponse, error_body
 from receiver.settings import Settings
 from statemachine.store import UNAVAILABLE_ERRORS
 
@@ -27,7 +27,7 @@ async def readyz(request: Request) -> Response:
         # Which Redis, and why, is for the log: a probe's answer is public.
         log.info("not ready: Redis is unavailable: %s", err)
         return JSONResponse(
-            {"status": "unavailable", "error": {"code": "redis_unavailable", "message": RedisUnavailable.MESSAGE}},
+            {"status": "unavailable", **error_body("redis_unavailable", RedisUnavailable.MESSAGE)},
             status_code=503,
         )
     return JSONResponse({"status": "ready"})
