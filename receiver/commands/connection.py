@@ -23,12 +23,10 @@ from redis.asyncio import Redis
 
 from receiver import redis_client
 from receiver.embedded import recorded_server, redis_dir
-from receiver.errors import RedisUnavailable
 from receiver.providers import PROVIDERS
+from receiver.queries import REDIS_DOWN
 from receiver.settings import ConfigError, Settings
-from statemachine.errors import StoreUnavailable
 from statemachine.keys import DEFAULT_PREFIX, Keys
-from statemachine.store import UNAVAILABLE_ERRORS
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 PREFIX_ENV = "CALLSTREAM_PREFIX"
@@ -39,9 +37,6 @@ TIMEOUT_S = 5.0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
-
-#: Errors meaning Redis could not be reached or answered too late.
-REDIS_DOWN: tuple[type[Exception], ...] = (StoreUnavailable, RedisUnavailable, *UNAVAILABLE_ERRORS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,9 +20,8 @@ from starlette.responses import Response, StreamingResponse
 
 from receiver.console.access import Visitor
 from receiver.console.render import HEADERS, call_url, entry_time
-from receiver.queries import is_entry_id, transitions
+from receiver.queries import REDIS_DOWN, is_entry_id, transitions
 from receiver.queries.transitions import Filter
-from receiver.sweeper import REDIS_DOWN
 
 if TYPE_CHECKING:
     from receiver.console.routes import Context

@@ -28,18 +28,14 @@ from receiver.console.access import COOKIE, PATH, SESSION_SECONDS, Access, Visit
 from receiver.console.live import events
 from receiver.console.render import HEADERS, page
 from receiver.delivery import parse_form
-from receiver.errors import RedisUnavailable
 from receiver.operator import ENABLE_HINT
+from receiver.queries import REDIS_DOWN
 from receiver.routes.webhooks import read_body
 from receiver.settings import Settings
-from statemachine.errors import StoreUnavailable
-from statemachine.store import UNAVAILABLE_ERRORS
 
 #: The console's own Redis pool: a few operators at a time.
 CONSOLE_CONNECTIONS = 8
 FORM_LIMIT = 64 * 1024
-#: Redis could not be reached or answered too late.
-REDIS_DOWN: tuple[type[Exception], ...] = (StoreUnavailable, RedisUnavailable, *UNAVAILABLE_ERRORS)
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 
 Page = Callable[[Request, Visitor, "Context"], Awaitable[Response]]

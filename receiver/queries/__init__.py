@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import re
 
+from receiver.errors import RedisUnavailable
+from statemachine.errors import StoreUnavailable
+from statemachine.store import UNAVAILABLE_ERRORS
+
+#: Errors meaning Redis could not be reached or answered too late (the commands and the console say so).
+REDIS_DOWN: tuple[type[Exception], ...] = (StoreUnavailable, RedisUnavailable, *UNAVAILABLE_ERRORS)
 _ENTRY_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 
