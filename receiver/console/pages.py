@@ -7,6 +7,7 @@ every page works without JavaScript except the live updates of the Live page.
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -19,6 +20,7 @@ from receiver.console.access import Visitor
 from receiver.console.live import encode_cursor
 from receiver.console.render import page
 from receiver.providers import PROVIDERS
+from receiver.providers.base import MAX_ID_LENGTH
 from receiver.queries import calls as call_queries
 from receiver.queries import deadletters as letters
 from receiver.queries import is_entry_id, stats, transitions
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
 WINDOWS = (5, 15, 60)
 LIVE_ROWS = 50
 LIST_LIMIT = 200
-MAX_ID_LENGTH = 256
 LISTS = {"recent": "Recently changed", "active": "In progress", "stale": "Stale (stuck)"}
 
 
@@ -82,7 +83,7 @@ async def live(request: Request, visitor: Visitor, ctx: Context) -> Response:
 
 
 def vars_of(where: Filter) -> dict[str, str]:
-    return {name: getattr(where, name) or "" for name in ("source", "provider", "state", "call_id", "kind")}
+    return {field.name: getattr(where, field.name) or "" for field in fields(where)}
 
 
 async def calls(request: Request, visitor: Visitor, ctx: Context) -> Response:
