@@ -17,8 +17,7 @@ from receiver import deadletter
 from receiver.commands import connection
 from receiver.commands.connection import Target, Work
 from receiver.pipeline import Pipeline
-from receiver.queries import is_entry_id
-from receiver.queries.deadletters import counts, masked, redrive
+from receiver.queries.deadletters import counts, find, masked, redrive
 from receiver.timefmt import iso_ms
 from statemachine.store import CallStore
 
@@ -73,7 +72,7 @@ def _list(args: argparse.Namespace) -> Work:
 
 def _show(args: argparse.Namespace) -> Work:
     async def work(target: Target, redis: Redis) -> int:
-        letter = await deadletter.entry(redis, target.keys, args.entry_id) if is_entry_id(args.entry_id) else None
+        letter = await find(redis, target.keys, args.entry_id)
         if letter is None:
             print(f"callstream deadletter: no dead letter {args.entry_id}", file=sys.stderr)
             return connection.EXIT_NOT_FOUND

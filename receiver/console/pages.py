@@ -161,7 +161,7 @@ async def deadletters(request: Request, visitor: Visitor, ctx: Context) -> Respo
 
 async def deadletter_page(request: Request, visitor: Visitor, ctx: Context) -> Response:
     entry_id = request.path_params["entry_id"]
-    found = await deadletter.entry(ctx.redis(request), ctx.settings.keys, entry_id) if is_entry_id(entry_id) else None
+    found = await letters.find(ctx.redis(request), ctx.settings.keys, entry_id)
     context = {**_base(visitor, ctx, "deadletters", f"Dead letter {entry_id}"), "entry_id": entry_id}
     if found is None:
         return page("deadletter_missing.html", context, status_code=404)

@@ -53,6 +53,12 @@ def masked(letter: DeadLetter, settings: Settings) -> dict[str, Any]:
     return document
 
 
+async def find(redis: Redis, keys: Keys, entry_id: str) -> DeadLetter | None:
+    """The dead letter ``entry_id`` names; None when there is none, or when the text is no entry id at all
+    (an operator's typo, which Redis would refuse with an error)."""
+    return await deadletter.entry(redis, keys, entry_id) if is_entry_id(entry_id) else None
+
+
 async def everything(redis: Redis, keys: Keys) -> list[DeadLetter]:
     """Every dead letter now in the stream (later arrivals wait for the next redrive)."""
     found: list[DeadLetter] = []
@@ -110,7 +116,7 @@ async def redrive(
         letters = await everything(redis, keys)
     else:
         for entry_id in entry_ids:
-            letter = await deadletter.entry(redis, keys, entry_id) if is_entry_id(entry_id) else None
+            letter = await find(redis, keys, entry_id)
             if letter is None:
                 reports.append({"id": entry_id, "status": "missing"})
             else:
