@@ -9,12 +9,12 @@ worker's counts stay valid and need no clean-up. Stream lengths are read from Re
 
 from __future__ import annotations
 
+import bisect
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -91,23 +91,23 @@ class Metrics:
         # Labelled children, looked up once: `labels()` takes a lock and validates on every call, which
         # would cost more than the increment itself on the hot path. Every label set is bounded (configured
         # sources, known states, route templates, a fixed set of methods), so these stay small.
-        self._outcomes: dict[tuple[str, str], Any] = {}
-        self._transitions: dict[tuple[str, str], Any] = {}
-        self._requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._outcomes: dict[tuple[str, str], Callable[[float], None]] = {}
+        self._transitions: dict[tuple[str, str], Callable[[float], None]] = {}
+        self._requests: dict[tuple[str, str, int], tuple[Callable[[float], None], Callable[[float], None]]] = {}
 
     def outcome(self, source: str, outcome: str) -> None:
         key = (source, outcome)
-        child = self._outcomes.get(key)
-        if child is None:
-            child = self._outcomes[key] = self.webhook_requests.labels(source, outcome)
-        child.inc()
+        inc = self._outcomes.get(key)
+        if inc is None:
+            inc = self._outcomes[key] = _incrementer(self.webhook_requests.labels(source, outcome))
+        inc(1)
 
     def transition(self, from_state: str, to_state: str) -> None:
         key = (from_state, to_state)
-        child = self._transitions.get(key)
-        if child is None:
-            child = self._transitions[key] = self.transitions.labels(from_state, to_state)
-        child.inc()
+        inc = self._transitions.get(key)
+        if inc is None:
+            inc = self._transitions[key] = _incrementer(self.transitions.labels(from_state, to_state))
+        inc(1)
 
     def signature_failure(self, source: str) -> None:
         self.signature_failures.labels(source).inc()
@@ -119,14 +119,14 @@ class Metrics:
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One HTTP request; ``method`` must come from a fixed set (see `receiver.observe`)."""
         key = (route, method, status)
-        children = self._requests.get(key)
-        if children is None:
-            children = self._requests[key] = (
-                self.http_requests.labels(route, method, str(status)),
-                self.request_latency.labels(route),
+        recorders = self._requests.get(key)
+        if recorders is None:
+            recorders = self._requests[key] = (
+                _incrementer(self.http_requests.labels(route, method, str(status))),
+                _observer(self.request_latency.labels(route)),
             )
-        children[0].inc()
-        children[1].observe(seconds)
+        recorders[0](1)
+        recorders[1](seconds)
 
     def exposition(self, stream_lengths: Mapping[tuple[str, str], int] | None) -> bytes:
         """The Prometheus text format: this app's metrics (or every worker's) and the stream lengths read now."""
@@ -142,6 +142,32 @@ class Metrics:
         snapshot = CollectorRegistry()
         snapshot.register(_StreamLengths(stream_lengths))
         return text + generate_latest(snapshot)
+
+
+def _incrementer(counter: Counter) -> Callable[[float], None]:
+    """``counter.inc`` without its per-call checks (the child is a plain counter, the amount always positive):
+    the value's own ``inc``, which is what ``Counter.inc`` ends in, in-process and in multiprocess mode."""
+    value = getattr(counter, "_value", None)
+    inc: Callable[[float], None] | None = getattr(value, "inc", None)
+    return inc if inc is not None else counter.inc
+
+
+def _observer(histogram: Histogram) -> Callable[[float], None]:
+    """``histogram.observe`` without its per-call checks: the sum and the first bucket holding the value
+    (found by bisection) are incremented, as ``Histogram.observe`` does."""
+    sum_value = getattr(histogram, "_sum", None)
+    buckets = getattr(histogram, "_buckets", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    if sum_value is None or buckets is None or bounds is None:
+        return histogram.observe
+    add_sum = sum_value.inc
+    bucket_incs = [bucket.inc for bucket in buckets]
+
+    def observe(amount: float) -> None:
+        add_sum(amount)
+        bucket_incs[bisect.bisect_left(bounds, amount)](1)
+
+    return observe
 
 
 class _StreamLengths:

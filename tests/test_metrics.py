@@ -219,3 +219,39 @@ def webhook_pids(log_path: Path) -> set[int]:
             if record.get("logger") == "callstream.access" and record.get("route") == "/webhooks/{source}":
                 pids.add(record["pid"])
     return pids
+
+
+def test_latency_buckets_and_counts_are_prometheus_own() -> None:
+    """The receiver's recording shortcuts give the exposition prometheus-client's own API gives, bucket
+    edges included, in-process (the multiprocess case is `test_workers_share_their_counts`)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from receiver.metrics import LATENCY_BUCKETS, Metrics
+
+    durations = [0.0, 0.0004, 0.001, 0.0010001, 0.0025, 0.03, 0.1, 5.0, 7.5, 1e-9]
+    metrics = Metrics()
+    reference = CollectorRegistry()
+    requests = Counter("callstream_http_requests", "x", ["route", "method", "status"], registry=reference).labels(
+        "/r", "POST", "200"
+    )
+    latency = Histogram(
+        "callstream_http_request_duration_seconds", "x", ["route"], buckets=LATENCY_BUCKETS, registry=reference
+    ).labels("/r")
+    outcomes = Counter("callstream_webhook_requests", "x", ["source", "outcome"], registry=reference)
+    for seconds in durations:
+        metrics.request("/r", "POST", 200, seconds)
+        requests.inc()
+        latency.observe(seconds)
+        metrics.outcome("s", "applied")
+        outcomes.labels("s", "applied").inc()
+
+    def samples(text: bytes, names: set[str]) -> list[tuple[str, list[tuple[str, str]], float]]:
+        return sorted(
+            (sample.name, sorted(sample.labels.items()), sample.value)
+            for family in text_string_to_metric_families(text.decode())
+            if family.name in names
+            for sample in family.samples
+        )
+
+    names = {"callstream_http_requests", "callstream_http_request_duration_seconds", "callstream_webhook_requests"}
+    assert samples(generate_latest(metrics.registry), names) == samples(generate_latest(reference), names)

@@ -5,6 +5,7 @@ Sources: doc.minivoice.eu/docs/webhooks/signatures; docs.callingbox.io/guides/we
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -93,6 +94,13 @@ def sign_headers(
     return {header: value, str(timestamp_header): timestamp}
 
 
+@functools.cache
+def _verified(header: str, timestamp_header: str | None, value_format: str) -> Verified:
+    """What a passed check of one header layout established: the same for every request, so built once."""
+    timestamp = () if value_format == "t,v1" else (str(timestamp_header).lower(),)
+    return Verified(scheme="hmac-sha256: timestamp and body", credentials=(header.lower(),), covered=timestamp)
+
+
 @dataclass(frozen=True, slots=True)
 class Scheme:
     """One sender's layout of the headers, as an adapter's ``verify`` and ``sign``."""
@@ -113,8 +121,7 @@ class Scheme:
             timestamp_header=self.timestamp_header,
             value_format=self.value_format,
         )
-        timestamp = () if self.value_format == "t,v1" else (str(self.timestamp_header).lower(),)
-        return Verified(scheme="hmac-sha256: timestamp and body", credentials=(self.header.lower(),), covered=timestamp)
+        return _verified(self.header, self.timestamp_header, self.value_format)
 
     def sign(self, request: OutgoingRequest, secret: str, now: float) -> dict[str, str]:
         """`sign_headers` for an outgoing request."""
