@@ -19,6 +19,7 @@ connection, so its steps are acknowledged only once that many replicas of that p
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,11 @@ CLUSTER_ATTEMPTS = 3
 REDIRECTIONS = 5
 #: Pause before trying a failed cluster batch again: a replica takes over after the cluster's node timeout.
 CLUSTER_RETRY_PAUSE_S = 0.25
+
+#: Failures of a cluster node's connection, after which the slot map is read again and the batch retried.
+_CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+#: Replies a batch cannot be answered with as they are: a lost script, a redirection, a demoted primary.
+_NEEDS_MORE = (redis_errors.NoScriptError, redis_errors.AskError, redis_errors.ReadOnlyError)
 
 Call = tuple[list[str], list[Any]]
 Queued = tuple[list[str], list[Any], asyncio.Future[Any]]
@@ -208,7 +214,12 @@ class StepBatcher:
         self._dispatch(queue)
 
     def _dispatch(self, queue: list[Queued]) -> None:
-        """Group the calls by lane and send each group (in slices of ``max_batch``)."""
+        """Group the calls by lane and write each group (in slices of ``max_batch``) at once.
+
+        The replies are handed out from a callback on the write's future, without a task per batch; a
+        batch that needs more (a connection to open, a script to load, a redirection, a retry) continues
+        in a task.
+        """
         groups: dict[Lane, list[Queued]] = {}
         lane_for = self.targets.lane_for
         for item in queue:
@@ -221,38 +232,71 @@ class StepBatcher:
             groups.setdefault(lane, []).append(item)
         for lane, items in groups.items():
             for start in range(0, len(items), self.max_batch):
-                self._spawn(self._send(lane, items[start : start + self.max_batch]))
+                batch = items[start : start + self.max_batch]
+                calls = [(keys, args) for keys, args, _ in batch]
+                future = lane.submit(*self._pack(calls))
+                if future is None:
+                    self._spawn(self._send(lane, batch))
+                else:
+                    future.add_done_callback(functools.partial(self._landed, lane, batch, calls))
+
+    def _landed(self, lane: Lane, batch: list[Queued], calls: list[Call], future: asyncio.Future[list[Any]]) -> None:
+        """The replies of a batch written by `_dispatch`: handed out, or the batch continued in a task."""
+        if future.cancelled():
+            _fail(batch, StoreUnavailable("interrupted"))
+            return
+        error = future.exception()
+        if error is not None:
+            retried = redis_errors.ConnectionError if isinstance(self.targets, SingleTarget) else _CONNECTION_ERRORS
+            if isinstance(error, retried):  # tried once more, on a fresh connection (or the refreshed slot map)
+                self._spawn(self._send(lane, batch, retry=False))
+            else:
+                _fail(batch, error)
+            return
+        try:
+            replies = self._unpack(future.result(), calls)
+        except Exception as err:  # not confirmed by the replicas in time
+            _fail(batch, err)
+            return
+        if any(isinstance(reply, _NEEDS_MORE) for reply in replies):
+            self._spawn(self._send(lane, batch, first=replies))
+            return
+        _deliver(batch, replies)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, lane: Lane, batch: list[Queued]) -> None:
+    async def _send(
+        self, lane: Lane, batch: list[Queued], *, first: list[Any] | None = None, retry: bool = True
+    ) -> None:
         try:
-            replies = await self._execute(lane, [(keys, args) for keys, args, _ in batch])
+            replies = await self._execute(lane, [(keys, args) for keys, args, _ in batch], first=first, retry=retry)
         except BaseException as err:  # the whole batch failed: so did every step in it
             _fail(batch, err)
             if not isinstance(err, Exception):
                 raise
             return
-        for (_, _, future), reply in zip(batch, replies, strict=True):
-            if future.done():  # the caller went away (client disconnected); its step ran regardless
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+        _deliver(batch, replies)
 
-    async def _execute(self, lane: Lane, calls: list[Call]) -> list[Any]:
-        """The replies of ``calls`` sent on ``lane``; on a cluster, redirected and retried as needed."""
+    async def _execute(
+        self, lane: Lane, calls: list[Call], *, first: list[Any] | None = None, retry: bool = True
+    ) -> list[Any]:
+        """The replies of ``calls`` on ``lane`` (``first``: the replies of a write already made there); on a
+        cluster, redirected and retried as needed."""
         if isinstance(self.targets, SingleTarget):
-            return await self._on_lane(lane, calls)
+            if first is not None:
+                return await self._after(lane, calls, first)
+            return await self._on_lane(lane, calls, retry=retry)
         for attempt in range(CLUSTER_ATTEMPTS):
             try:
-                replies = await self._on_lane(lane, calls)
+                if first is not None and attempt == 0:
+                    replies = await self._after(lane, calls, first)
+                else:
+                    replies = await self._on_lane(lane, calls)
                 break
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
+            except _CONNECTION_ERRORS:
                 if attempt == CLUSTER_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(CLUSTER_RETRY_PAUSE_S * attempt)
@@ -296,9 +340,13 @@ class StepBatcher:
                 return reply
         return redis_errors.TryAgainError(f"step still redirected after {REDIRECTIONS} redirections: {reply}")
 
-    async def _on_lane(self, lane: Lane, calls: list[Call], *, asking: bool = False) -> list[Any]:
-        """The calls' replies from one lane, loading the script there first if that server lost it."""
-        replies = await self._pipeline(lane, calls, asking=asking)
+    async def _on_lane(self, lane: Lane, calls: list[Call], *, asking: bool = False, retry: bool = True) -> list[Any]:
+        """The calls' replies from one lane (see `_after`)."""
+        return await self._after(lane, calls, await self._pipeline(lane, calls, asking=asking, retry=retry), asking)
+
+    async def _after(self, lane: Lane, calls: list[Call], replies: list[Any], asking: bool = False) -> list[Any]:
+        """``replies`` of ``calls`` from ``lane``, after loading the script there if that server lost it and
+        sending those calls again; a demoted primary's connection is let go."""
         missing = [index for index, reply in enumerate(replies) if isinstance(reply, redis_errors.NoScriptError)]
         if missing:  # Redis restarted or its scripts were flushed: load ours and send those calls again
             await self._pipeline(lane, [], prefix=[("SCRIPT", "LOAD", self.source)])
@@ -312,15 +360,11 @@ class StepBatcher:
                 await self.targets.refresh()
         return replies
 
-    async def _pipeline(
-        self, lane: Lane, calls: Sequence[Call], *, asking: bool = False, prefix: Sequence[tuple[Any, ...]] = ()
-    ) -> list[Any]:
-        """Send the calls in one write and read their replies in order (those of ``prefix`` commands and
-        of ASKING are checked and left out).
-
-        This is what redis-py's Pipeline does, less its per-command bookkeeping, and packed by hiredis in C
-        (redis-py's asyncio client packs in Python: ~8 % of the receiver's CPU).
-        """
+    def _pack(
+        self, calls: Sequence[Call], *, asking: bool = False, prefix: Sequence[tuple[Any, ...]] = ()
+    ) -> tuple[bytes, int]:
+        """The calls as one write (``prefix`` commands first, ASKING before each call when ``asking``, WAIT
+        after them with ``wait``), packed by hiredis in C, and the number of commands in it."""
         parts = [pack_command(command) for command in prefix]
         sha = self.sha
         for keys, args in calls:
@@ -330,7 +374,18 @@ class StepBatcher:
         if self.wait is not None and calls:
             wait_command: tuple[Any, ...] = ("WAIT", *self.wait)
             parts.append(pack_command(wait_command))
-        replies = await lane.execute(b"".join(parts), len(parts))
+        return b"".join(parts), len(parts)
+
+    def _unpack(
+        self,
+        replies: list[Any],
+        calls: Sequence[Call],
+        *,
+        asking: bool = False,
+        prefix: Sequence[tuple[Any, ...]] = (),
+    ) -> list[Any]:
+        """The calls' own replies from a `_pack` write's (those of ``prefix`` commands are checked, those of
+        ASKING left out); `StoreUnavailable` when fewer replicas than ``wait`` asks confirmed the write."""
         for reply in replies[: len(prefix)]:
             if isinstance(reply, Exception):
                 raise reply
@@ -347,9 +402,34 @@ class StepBatcher:
                 raise StoreUnavailable(f"{confirmed} of {self.wait[0]} replicas confirmed the write in time")
         return replies
 
+    async def _pipeline(
+        self,
+        lane: Lane,
+        calls: Sequence[Call],
+        *,
+        asking: bool = False,
+        prefix: Sequence[tuple[Any, ...]] = (),
+        retry: bool = True,
+    ) -> list[Any]:
+        """Send the calls in one write and read their replies in order: what redis-py's Pipeline does, less
+        its per-command bookkeeping (redis-py's asyncio client packs in Python: ~8 % of the receiver's CPU)."""
+        packed, count = self._pack(calls, asking=asking, prefix=prefix)
+        replies = await lane.execute(packed, count, retry=retry)
+        return self._unpack(replies, calls, asking=asking, prefix=prefix)
+
     async def aclose(self) -> None:
         """Let the dedicated connections go (steps still waiting fail)."""
         await self.targets.aclose()
+
+
+def _deliver(batch: list[Queued], replies: list[Any]) -> None:
+    for (_, _, future), reply in zip(batch, replies, strict=True):
+        if future.done():  # the caller went away (client disconnected); its step ran regardless
+            continue
+        if isinstance(reply, Exception):
+            future.set_exception(reply)
+        else:
+            future.set_result(reply)
 
 
 def _fail(batch: list[Queued], err: BaseException) -> None:

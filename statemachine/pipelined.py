@@ -41,16 +41,21 @@ class _Batch:
 class _Link:
     """One connection of a lane, with the batches written on it and not yet answered."""
 
-    __slots__ = ("connection", "pending", "reader", "timer", "writer")
+    __slots__ = ("connection", "last_read", "pending", "reader", "watchdog", "writer")
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.writer: asyncio.StreamWriter = connection._writer
         self.pending: deque[_Batch] = deque()
         self.reader: asyncio.Task[None] | None = None
-        self.timer: asyncio.Timeout | None = None
+        #: When bytes last arrived, or when a reply became owed after none was (loop time).
+        self.last_read = 0.0
+        self.watchdog: asyncio.TimerHandle | None = None
 
     def fail(self, error: redis_errors.RedisError) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         while self.pending:
             batch = self.pending.popleft()
             if not batch.future.done():
@@ -75,40 +80,56 @@ class Lane:
         self._link: _Link | None = None
         self._opening: asyncio.Future[None] | None = None
 
-    async def execute(self, packed: bytes, count: int) -> list[Any]:
-        """Write ``packed`` (``count`` commands) and return their replies, error replies included as values.
+    def submit(self, packed: bytes, count: int) -> asyncio.Future[list[Any]] | None:
+        """Write ``packed`` (``count`` commands) now and return the future of their replies, or None when
+        the lane has no open connection (then `execute`, which connects). The future fails with
+        `redis.exceptions.ConnectionError` or `TimeoutError` when the connection fails before every reply
+        has arrived (some of the commands may have run)."""
+        link = self._link
+        if link is None or link.writer.is_closing():
+            return None
+        loop = asyncio.get_running_loop()
+        batch = _Batch(count, loop.create_future())
+        if not link.pending:
+            link.last_read = loop.time()
+            if link.watchdog is None and self.timeout_s:
+                link.watchdog = loop.call_at(link.last_read + self.timeout_s, self._watch, link)
+        link.pending.append(batch)
+        try:
+            link.writer.write(packed)
+        except (OSError, RuntimeError) as err:
+            self._drop(link, redis_errors.ConnectionError(f"error writing to {self.name}: {err}"))
+        return batch.future
+
+    async def execute(self, packed: bytes, count: int, *, retry: bool = True) -> list[Any]:
+        """`submit`, connecting first when needed, and wait for the replies (error replies are values).
 
         Raises `redis.exceptions.ConnectionError` or `TimeoutError` when the connection fails before every
-        reply has arrived (some of the commands may have run). A connection error is tried once more on a
-        fresh connection, as redis-py retries a command on a connection left over from a Redis restart.
+        reply has arrived (some of the commands may have run). With ``retry`` a connection error is tried
+        once more on a fresh connection, as redis-py retries a command on a connection left over from a
+        Redis restart; steps that did run then meet their dedupe marks.
         """
         try:
             return await self._execute_once(packed, count)
         except redis_errors.ConnectionError:
+            if not retry:
+                raise
             return await self._execute_once(packed, count)
 
     async def _execute_once(self, packed: bytes, count: int) -> list[Any]:
-        link = self._link
-        if link is None:
+        future = self.submit(packed, count)
+        if future is None:
             await self._open()
-            link = self._link
-            if link is None:
+            future = self.submit(packed, count)
+            if future is None:
                 raise redis_errors.ConnectionError(f"connection to {self.name} was closed")
-        writer = link.writer
-        if writer.is_closing():
-            self._drop(link, redis_errors.ConnectionError(f"connection to {self.name} was closed"))
-            raise redis_errors.ConnectionError(f"connection to {self.name} was closed")
-        batch = _Batch(count, asyncio.get_running_loop().create_future())
-        link.pending.append(batch)
-        timer = link.timer
-        if timer is not None and timer.when() is None and self.timeout_s:
-            timer.reschedule(asyncio.get_running_loop().time() + self.timeout_s)
-        writer.write(packed)
-        try:
-            await writer.drain()
-        except (OSError, RuntimeError) as err:
-            self._drop(link, redis_errors.ConnectionError(f"error writing to {self.name}: {err}"))
-        return await batch.future
+        link = self._link
+        if link is not None:
+            try:
+                await link.writer.drain()
+            except (OSError, RuntimeError) as err:
+                self._drop(link, redis_errors.ConnectionError(f"error writing to {self.name}: {err}"))
+        return await future
 
     async def _open(self) -> None:
         """Connect once, however many batches are waiting for it."""
@@ -133,19 +154,28 @@ class Lane:
         finally:
             self._opening = None
 
+    def _watch(self, link: _Link) -> None:
+        """The read timeout: fail the link when replies are owed and nothing arrived for ``timeout_s``."""
+        link.watchdog = None
+        if not link.pending or self.timeout_s is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = link.last_read + self.timeout_s
+        if loop.time() >= deadline:
+            self._drop(link, redis_errors.TimeoutError(f"Timeout reading from {self.name}"))
+        else:
+            link.watchdog = loop.call_at(deadline, self._watch, link)
+
     async def _read(self, link: _Link, stream: asyncio.StreamReader, parser: Any) -> None:
         """Read replies until the connection fails or is closed, then let the connection go."""
         loop = asyncio.get_running_loop()
         pending = link.pending
         try:
             while True:
-                deadline = loop.time() + self.timeout_s if self.timeout_s and pending else None
-                async with asyncio.timeout(deadline) as timer:
-                    link.timer = timer
-                    data = await stream.read(READ_SIZE)
-                link.timer = None
+                data = await stream.read(READ_SIZE)
                 if not data:
                     raise redis_errors.ConnectionError(f"connection to {self.name} closed by the server")
+                link.last_read = loop.time()
                 parser.feed(data)
                 while pending:
                     reply = parser.gets()
@@ -159,8 +189,6 @@ class Lane:
                             batch.future.set_result(batch.replies)
                 if not pending and parser.has_data():
                     raise redis_errors.InvalidResponse(f"{self.name} sent a reply nothing was waiting for")
-        except TimeoutError:
-            self._drop(link, redis_errors.TimeoutError(f"Timeout reading from {self.name}"))
         except redis_errors.RedisError as err:
             self._drop(link, err)
         except OSError as err:
