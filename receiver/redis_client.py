@@ -178,11 +178,6 @@ def sync_client(url: str, *, timeout_s: float = 5.0) -> redis.Redis:
     return cast(redis.Redis, cluster)
 
 
-def is_cluster(client: object) -> bool:
-    """Whether ``client`` talks to a Redis Cluster (multi-key commands must then stay within one slot)."""
-    return isinstance(client, AsyncRedisCluster | RedisCluster)
-
-
 async def close(client: redis.asyncio.Redis) -> None:
     """Close ``client`` and its connections, whichever kind `async_client` returned."""
     if isinstance(client, AsyncRedisCluster):
