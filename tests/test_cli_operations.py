@@ -189,6 +189,23 @@ def test_deadletter_show_masks_credentials(
     assert TRANSFER in out.splitlines()
 
 
+def test_deadletter_show_escapes_control_characters_a_sender_put_in_the_body(
+    cli: Run, make_client: Callable[..., TestClient], r: redis.Redis, keys: Keys
+) -> None:
+    """An ANSI escape in a kept body (here: clear the screen) is printed escaped, not sent to the terminal."""
+    body = TRANSFER + "&Note=\x1b[2J\x1b[31mALERT\nsecond line"
+    assert make_client().post("/webhooks/vobiz", content=body, headers=FORM).status_code == 202
+    [entry_id] = dead_letter_ids(r, keys)
+    code, out, _ = cli("deadletter", "show", entry_id)
+    assert code == 0
+    assert "\x1b" not in out
+    assert TRANSFER + "&Note=\\x1b[2J\\x1b[31mALERT" in out.splitlines()
+    assert "second line" in out.splitlines()
+    # The source does not verify, so nothing authenticated the request, and every header says so.
+    assert "auth      none: the source does not verify signatures" in out.splitlines()
+    assert " *content-type: application/x-www-form-urlencoded" in out.splitlines()
+
+
 def test_deadletter_show_unknown_id(cli: Run) -> None:
     code, _, err = cli("deadletter", "show", "1-0")
     assert code == 3

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from receiver import deadletter
 from receiver.commands import connection
 from receiver.commands.connection import Target, Work
+from receiver.logs import printable
 from receiver.pipeline import Pipeline
 from receiver.queries.deadletters import counts, find, masked, redrive
 from receiver.timefmt import iso_ms
@@ -80,15 +81,25 @@ def _show(args: argparse.Namespace) -> Work:
         if args.json:
             print(orjson.dumps(document).decode())
             return 0
+        # Everything here is what a sender chose: control characters (an ANSI escape in a body) are shown
+        # escaped, never sent to the operator's terminal; the body keeps its line breaks.
         for name in ("id", "source", "provider", "code", "reason", "method", "url"):
-            print(f"{name:<9} {document[name]}")
+            print(f"{name:<9} {printable(document[name])}")
         print(f"{'received':<9} {iso_ms(int(letter.received_at * 1000))}")
         print(f"{'kept':<9} {iso_ms(letter.dead_lettered_at_ms)}")
-        print("headers")
+        print(f"{'auth':<9} {printable(document['authentication'])}")
+        if document["truncated"]:
+            print(
+                f"{'dropped':<9} kept truncated: body {document['body_bytes']} bytes "
+                f"(sha256 {document['body_sha256']}), {document['headers_dropped']} headers dropped"
+            )
+        print("headers (* not authenticated: anyone relaying the request could have set it)")
+        unauthenticated = set(document["unauthenticated_headers"])
         for header, value in document["headers"].items():
-            print(f"  {header}: {value}")
+            mark = "*" if header in unauthenticated else " "
+            print(f" {mark}{printable(header)}: {printable(value)}")
         print("body")
-        print(document["body"])
+        print("\n".join(printable(line) for line in document["body"].split("\n")))
         return 0
 
     return work
