@@ -30,7 +30,19 @@ class MethodNotAllowed(ReceiverError):
 
 
 class IncompleteBody(ReceiverError):
-    """The connection ended (or timed out) before the whole body arrived."""
+    """The connection ended (or timed out) before the whole body arrived (``callstream serve``: or the headers)."""
+
+
+class MalformedRequest(ReceiverError):
+    """``callstream serve``: the bytes received are not a valid HTTP/1.1 request."""
+
+
+class HeadersTooLarge(ReceiverError):
+    """``callstream serve``: the request line and headers are over ``max_header_bytes``."""
+
+
+class TooManyConnections(ReceiverError):
+    """``callstream serve``: the process already holds ``max_connections`` connections; retry later."""
 
 
 class UnsupportedContentType(ReceiverError):
@@ -92,6 +104,8 @@ HTTP_ERRORS: dict[type[ReceiverError], tuple[int, str]] = {
     BodyTooLarge: (413, "body_too_large"),
     MethodNotAllowed: (405, "method_not_allowed"),
     IncompleteBody: (408, "request_timeout"),
+    MalformedRequest: (400, "malformed_request"),
+    HeadersTooLarge: (431, "headers_too_large"),
     UnsupportedContentType: (415, "unsupported_content_type"),
     PayloadError: (400, "malformed_body"),
     MissingField: (422, "missing_field"),
@@ -100,6 +114,7 @@ HTTP_ERRORS: dict[type[ReceiverError], tuple[int, str]] = {
     ReplayedRequest: (401, "replayed_request"),
     SignatureError: (401, "invalid_signature"),
     RedisUnavailable: (503, "redis_unavailable"),
+    TooManyConnections: (503, "too_many_connections"),
     OperatorAuthError: (401, "unauthorized"),
     OperatorAccessDisabled: (403, "operator_access_disabled"),
     UnknownCall: (404, "unknown_call"),

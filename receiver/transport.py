@@ -35,7 +35,15 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from receiver.responses import error_body
+from receiver.errors import (
+    HeadersTooLarge,
+    IncompleteBody,
+    MalformedRequest,
+    ReceiverError,
+    TooManyConnections,
+    http_error,
+)
+from receiver.responses import error_content
 from receiver.settings import TransportLimits
 
 log = logging.getLogger("callstream.transport")
@@ -56,9 +64,11 @@ def limits_from_env(environ: Mapping[str, str]) -> TransportLimits:
     return TransportLimits(**json.loads(text)) if text else TransportLimits()
 
 
-def error_response(status: int, code: str, message: str) -> bytes:
-    """A complete HTTP/1.1 error answer with the JSON error body every error gets, closing the connection."""
-    body = orjson.dumps(error_body(code, message))
+def refusal(error: ReceiverError) -> bytes:
+    """A complete HTTP/1.1 answer for ``error`` (status and code from `HTTP_ERRORS`) with the JSON error body
+    every error gets, closing the connection."""
+    status, content = error_content(error)
+    body = orjson.dumps(content)
     head = (
         b"content-type: application/json\r\ncontent-length: "
         + str(len(body)).encode()
@@ -126,7 +136,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 "refused a connection: %d open, the limit is %d", len(self.connections) - 1, limits.max_connections
             )
             message = f"this process already holds {limits.max_connections} connections; retry later"
-            transport.write(error_response(503, "too_many_connections", message))
+            transport.write(refusal(TooManyConnections(message)))
             transport.close()
             return
         self._header_timer = self.loop.call_later(limits.header_timeout_s, self._header_timeout)
@@ -153,11 +163,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         except httptools.HttpParserError:
             if not self._lingering:  # else a callback below refused the request and stopped the parser
-                self._refuse(400, "malformed_request", "the request is not valid HTTP/1.1")
+                self._refuse(MalformedRequest("the request is not valid HTTP/1.1"))
             return
         limit = self.limits().max_header_bytes
         if self._in_headers and self._header_bytes > limit and not self.transport.is_closing():
-            self._refuse(431, "headers_too_large", f"request headers are over {limit} bytes")
+            self._refuse(HeadersTooLarge(f"request headers are over {limit} bytes"))
 
     # -- parser callbacks --------------------------------------------------------------------------
 
@@ -177,7 +187,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         parsed = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         limit = self.limits().max_header_bytes
         if parsed > limit:
-            self._refuse(431, "headers_too_large", f"request headers are over {limit} bytes")
+            self._refuse(HeadersTooLarge(f"request headers are over {limit} bytes"))
             raise _Refused  # stops the parser: nothing more of this request is read
         super().on_headers_complete()
         if self.cycle is not None:
@@ -206,7 +216,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # nothing of a request arrived: nobody to answer
             return
         timeout = self.limits().header_timeout_s
-        self._refuse(408, "request_timeout", f"request headers were not received within {timeout:g} s")
+        self._refuse(IncompleteBody(f"request headers were not received within {timeout:g} s"))
 
     def _body_timeout(self) -> None:
         self._body_timer = None
@@ -220,14 +230,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         timeout = self.limits().body_timeout_s
-        self._refuse(408, "request_timeout", f"request body was not received within {timeout:g} s")
+        self._refuse(IncompleteBody(f"request body was not received within {timeout:g} s"))
 
     # -- refusing and lingering --------------------------------------------------------------------
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
-        """Answer ``status`` on the spot and end the connection, lingering so the answer is read."""
-        log.info("refused a request: %s", message, extra={"status": status, "error": code})
-        self.transport.write(error_response(status, code, message))
+    def _refuse(self, error: ReceiverError) -> None:
+        """Answer ``error`` on the spot and end the connection, lingering so the answer is read."""
+        status, code = http_error(error)
+        log.info("refused a request: %s", error.message, extra={"status": status, "error": code})
+        self.transport.write(refusal(error))
         self.linger()
 
     def linger(self) -> None:

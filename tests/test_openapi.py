@@ -67,10 +67,10 @@ def test_every_documented_error_status_is_described() -> None:
     """Each operation lists every status it can answer (from the README's table and the operator rules)."""
     spec = build_spec()
     assert statuses(spec, "/webhooks/{source}", "post") == {
-        "200", "202", "400", "401", "404", "408", "413", "415", "422", "503",
+        "200", "202", "400", "401", "404", "408", "413", "415", "422", "431", "503",
     }  # fmt: skip
     assert statuses(spec, "/webhooks/{source}", "get") == {
-        "200", "202", "400", "401", "404", "405", "408", "413", "422", "503",
+        "200", "202", "400", "401", "404", "405", "408", "413", "422", "431", "503",
     }  # fmt: skip
     assert statuses(spec, "/calls/{source}/{call_id}", "get") == {"200", "401", "403", "404", "503"}
     assert statuses(spec, "/metrics", "get") == {"200", "401"}
