@@ -12,17 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import redis
 
 from receiver.commands.replay import send
 from receiver.embedded import free_port, server_args, start_server, stop_process
-
-if TYPE_CHECKING:
-    import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -211,14 +206,3 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def post_form(url: str, body: bytes, headers: Sequence[tuple[str, str]] = ()) -> httpx.Response:
-    import httpx  # a development dependency: tests only
-
-    return httpx.post(
-        url,
-        content=body,
-        headers={"content-type": "application/x-www-form-urlencoded", **dict(headers)},
-        timeout=10,
-    )
