@@ -169,8 +169,8 @@ async def deadletter_page(request: Request, visitor: Visitor, ctx: Context) -> R
 
 
 async def redrive(request: Request, visitor: Visitor, ctx: Context) -> Response:
-    fields = await ctx.form(request)
-    if not ctx.access.csrf_ok(visitor, (fields.get("csrf") or [""])[0]):
+    fields = await ctx.checked_form(request, visitor)
+    if fields is None:
         context = {**_base(visitor, ctx, "deadletters", "Form expired")}
         context["message"] = "The form's CSRF token is missing or wrong: reload the page and try again."
         return page("problem.html", context, status_code=403)

@@ -65,6 +65,11 @@ class Context:
             fields.setdefault(name, []).append(value)
         return fields
 
+    async def checked_form(self, request: Request, visitor: Visitor) -> dict[str, list[str]] | None:
+        """A posted form carrying this visitor's CSRF token; None when the token is missing or wrong."""
+        fields = await self.form(request)
+        return fields if self.access.csrf_ok(visitor, (fields.get("csrf") or [""])[0]) else None
+
 
 @contextlib.asynccontextmanager
 async def connection(app: Starlette, settings: Settings, *, shared: bool) -> AsyncIterator[None]:
@@ -154,8 +159,7 @@ async def login(request: Request, ctx: Context) -> Response:
 
 
 async def logout(request: Request, visitor: Visitor, ctx: Context) -> Response:
-    fields = await ctx.form(request)
-    if not ctx.access.csrf_ok(visitor, (fields.get("csrf") or [""])[0]):
+    if await ctx.checked_form(request, visitor) is None:
         return problem(403, "Form expired", "The form's CSRF token is missing or wrong: reload the page.")
     response = RedirectResponse(f"{PATH}/login?out=1", 303, headers=HEADERS)
     response.delete_cookie(COOKIE, path=PATH, httponly=True, samesite="strict")
