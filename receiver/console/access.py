@@ -15,7 +15,6 @@ none (a browser never adds that header on its own). Every comparison is constant
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
@@ -27,6 +26,7 @@ from starlette.requests import Request
 
 from receiver.operator import bearer_token, secret_matches
 from receiver.settings import LOOPBACK_HOSTS, Secret, Settings
+from receiver.signatures.jwt_hs256 import b64url
 
 ONE_TIME_TOKEN_ENV = "CALLSTREAM_CONSOLE_TOKEN"  # noqa: S105 - the variable's name, not a secret
 COOKIE = "callstream_console"
@@ -56,10 +56,6 @@ def announce(settings: Settings, host: str, port: int, environ: MutableMapping[s
     return f"callstream: console at {where}/login?token={token}"
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 @dataclass(frozen=True, slots=True)
 class Visitor:
     """Someone let in: by a session (``session`` is its random part) or by the bearer header (None)."""
@@ -84,12 +80,12 @@ class Access:
         return secret_matches(self.token, presented)
 
     def _sign(self, text: str) -> str:
-        return _b64(hmac.new(self._key, text.encode(), hashlib.sha256).digest())
+        return b64url(hmac.new(self._key, text.encode(), hashlib.sha256).digest())
 
     def new_session(self, now: float | None = None) -> str:
         """A fresh session cookie value."""
         issued = int((time.time() if now is None else now) * 1000)
-        body = f"{issued}.{_b64(secrets.token_bytes(18))}"
+        body = f"{issued}.{b64url(secrets.token_bytes(18))}"
         return f"{body}.{self._sign(body)}"
 
     def session_of(self, cookie: str | None, now: float | None = None) -> str | None:
