@@ -1,8 +1,10 @@
-"""Where a receiver worker's CPU goes under load: py-spy samples of one round, summarized by stage.
+"""Where each app's CPU goes: py-spy samples of one worker under load, the yardstick's and the receiver's.
 
-Each sample is one stack of the worker's thread while it was on CPU (py-spy leaves idle samples out).
-A stage's share is the fraction of samples with one of its frames anywhere on the stack (inclusive);
-the leaf table says which package the CPU was finally spent in.
+Each sample is one stack of the worker's thread while it was on CPU (py-spy leaves idle samples out). The
+component table attributes each sample to the code it was spent in (its leaf frame) and converts shares
+into microseconds per request with the app's CPU per request measured in the same round, so the two apps
+can be compared part by part: what the receiver spends that the yardstick does not, and what it saves.
+The stage table says, for the receiver, how much of its CPU ran under each stage (inclusive).
 """
 
 from __future__ import annotations
@@ -19,43 +21,52 @@ from bench import loadgen, procs, report
 if TYPE_CHECKING:
     from bench.run import Bench
 
-#: Stage → substrings of "function (file:line)" frames that belong to it.
+#: Stage → substrings of "function (file:line)" frames that belong to it (receiver only; inclusive).
 STAGES: dict[str, tuple[str, ...]] = {
+    "webhook endpoint (body, headers, answer)": ("receiver/routes/webhooks.py",),
     "signature check (adapter verify)": ("verify (receiver/providers/", "receiver/signatures/"),
     "normalization (adapter normalize)": ("normalize (receiver/providers/",),
-    "normalization + signature": (
-        "verify (receiver/providers/",
-        "receiver/signatures/",
-        "normalize (receiver/providers/",
-    ),
-    "event to JSON (CallEvent.to_json)": ("to_json (statemachine/events.py",),
-    "store apply (args, Redis client, batching)": ("statemachine/store.py",),
+    "store apply (keys, arguments, event JSON)": ("statemachine/store.py",),
+    "batching and its connections": ("statemachine/batching.py", "statemachine/pipelined.py"),
+    "request observer (id, logs, metrics)": ("receiver/observe.py",),
     "Redis client library (redis-py)": ("redis/",),
-    "webhook route (body, headers, delivery)": ("receiver/routes/webhooks.py",),
-    "response rendering": ("receiver/responses.py",),
 }
 
-#: Leaf frame file → package, first match wins.
-LEAVES: tuple[tuple[str, str], ...] = (
-    ("receiver/signatures/", "receiver: signatures"),
-    ("receiver/providers/", "receiver: providers"),
-    ("receiver/", "receiver: other"),
-    ("statemachine/", "statemachine"),
-    ("redis/", "redis-py"),
-    ("starlette/", "starlette"),
-    ("uvicorn/", "uvicorn"),
-    ("asyncio/", "asyncio"),
-    ("dataclasses.py", "dataclasses"),
-    ("urllib/", "urllib"),
-    ("hmac.py", "hmac"),
-    ("datetime", "datetime"),
+#: Leaf frame file → component, first match wins.
+COMPONENTS: tuple[tuple[str, str], ...] = (
+    ("uvicorn/", "uvicorn (HTTP parsing, ASGI messages, socket writes)"),
+    ("asyncio/", "asyncio (tasks, futures, streams, timeouts)"),
+    ("starlette/", "Starlette (middleware, routing, Request, Response)"),
+    ("redis/", "redis-py (pool, command packing, parsing)"),
+    ("yardstick_app.py", "yardstick handler (body parse, XADD call)"),
+    ("receiver/signatures/", "signature check"),
+    ("hmac.py", "signature check"),
+    ("receiver/providers/", "normalization"),
+    ("receiver/delivery.py", "normalization"),
+    ("statemachine/store.py", "store step (arguments, event JSON, reply)"),
+    ("statemachine/events.py", "store step (arguments, event JSON, reply)"),
+    ("statemachine/keys.py", "store step (arguments, event JSON, reply)"),
+    ("statemachine/partitions.py", "store step (arguments, event JSON, reply)"),
+    ("statemachine/batching.py", "batching (one write per loop turn)"),
+    ("statemachine/pipelined.py", "batching (one write per loop turn)"),
+    ("receiver/routes/", "webhook endpoint (ASGI)"),
+    ("receiver/responses.py", "webhook endpoint (ASGI)"),
+    ("receiver/app.py", "webhook endpoint (ASGI)"),
+    ("receiver/pipeline.py", "pipeline (verify, normalize, apply, count)"),
+    ("receiver/observe.py", "request observer, metrics, log context"),
+    ("receiver/metrics.py", "request observer, metrics, log context"),
+    ("receiver/logs.py", "request observer, metrics, log context"),
+    ("prometheus_client/", "request observer, metrics, log context"),
+    ("<string>", "dataclass construction (events, results)"),
+    ("dataclasses.py", "dataclass construction (events, results)"),
 )
+OTHER = "other (interpreter, C extensions, standard library)"
 
 
 def summarize(raw: Path) -> tuple[int, dict[str, float], dict[str, float]]:
-    """(samples, inclusive share per stage, leaf share per package) from a py-spy ``--format raw`` file."""
+    """(samples, inclusive share per stage, leaf share per component) from a py-spy ``--format raw`` file."""
     stages: Counter[str] = Counter()
-    leaves: Counter[str] = Counter()
+    components: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -67,22 +78,23 @@ def summarize(raw: Path) -> tuple[int, dict[str, float], dict[str, float]]:
             if any(needle in stack for needle in needles):
                 stages[stage] += count
         leaf = stack.rsplit(";", 1)[-1]
-        leaves[next((name for needle, name in LEAVES if needle in leaf), "other (C extensions, interpreter)")] += count
+        components[next((name for needle, name in COMPONENTS if needle in leaf), OTHER)] += count
     share = {name: 100 * stages[name] / total for name in STAGES} if total else {}
-    leaf_share = {name: 100 * n / total for name, n in leaves.most_common()} if total else {}
-    return total, share, leaf_share
+    component_share = {name: 100 * n / total for name, n in components.most_common()} if total else {}
+    return total, share, component_share
 
 
-def record(bench: Bench, scenario_pool: str = "json", seconds: float = 8.0) -> Path | None:
-    """Run one receiver round (1 worker, 64 connections) with py-spy attached; returns the raw samples."""
+def record(bench: Bench, app_name: str, scenario_pool: str = "json", seconds: float = 8.0) -> tuple[Path, float]:
+    """One round (1 worker, 64 connections) of ``app_name`` with py-spy attached: the raw samples, and the
+    app's CPU µs per request in that round."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
-        return None
+        raise FileNotFoundError("py-spy is not installed (`.venv/bin/pip install -e '.[bench]'`)")
     directory = bench.directory
-    redis_server = procs.start_redis(directory / "redis-profile")
+    redis_server = procs.start_redis(directory / f"redis-profile-{app_name}")
     url = f"redis://127.0.0.1:{redis_server.port}/0"
-    app = procs.start_app("receiver", workers=1, redis_url=url, config=bench.config, log=directory / "profile.log")
-    raw = directory / f"profile-{scenario_pool}.txt"
+    app = procs.start_app(app_name, workers=1, redis_url=url, config=bench.config, log=directory / "profile.log")
+    raw = directory / f"profile-{app_name}-{scenario_pool}.txt"
     try:
         pool = bench.pool(scenario_pool)
         loadgen.run(app, redis_server, pool, connections=64, duration=2, directory=directory)
@@ -92,29 +104,48 @@ def record(bench: Bench, scenario_pool: str = "json", seconds: float = 8.0) -> P
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        loadgen.run(app, redis_server, pool, connections=64, duration=seconds + 1, directory=directory)
+        result = loadgen.run(app, redis_server, pool, connections=64, duration=seconds + 1, directory=directory)
         spy.wait(30)
     finally:
         app.stop()
         redis_server.stop()
-    return raw if raw.exists() else None
+    return raw, result.app_cpu_us
 
 
 def section(bench: Bench) -> str:
-    parts = ["### Where the receiver's CPU goes (py-spy, 1 worker, 64 connections)\n"]
+    parts = ["### Where each app's CPU goes (py-spy, 1 worker, 64 connections)\n"]
     for kind in ("json", "form"):
-        raw = record(bench, kind)
-        if raw is None:
-            return "py-spy is not installed (`.venv/bin/pip install -e '.[bench]'`): no profile.\n"
-        total, stages, leaves = summarize(raw)
+        summaries = {}
+        for app_name in ("yardstick", "receiver"):
+            raw, cpu_us = record(bench, app_name, kind)
+            summaries[app_name] = (*summarize(raw), cpu_us)
         provider = bench.pool(kind).provider
-        parts.append(f"**{kind} ({provider})**, {total} samples\n")
-        parts.append(
-            report.table(["stage (inclusive)", "% of CPU samples"], [[k, f"{v:.1f}"] for k, v in stages.items()])
+        names = list(dict.fromkeys([*summaries["receiver"][2], *summaries["yardstick"][2]]))
+        rows = []
+        for name in names:
+            cells = [name]
+            for app_name in ("yardstick", "receiver"):
+                _total, _stages, components, cpu_us = summaries[app_name]
+                share = components.get(name, 0.0)
+                cells.append(f"{share:.1f} % · {share * cpu_us / 100:.0f} µs" if share else "-")
+            rows.append(cells)
+        rows.append(
+            [
+                "**all (the app's CPU per request in the profiled round)**",
+                f"{summaries['yardstick'][3]:.0f} µs",
+                f"{summaries['receiver'][3]:.0f} µs",
+            ]
         )
+        samples = ", ".join(f"{app_name} {summaries[app_name][0]}" for app_name in ("yardstick", "receiver"))
+        parts.append(f"**{kind} ({provider})**, samples: {samples}\n")
+        parts.append(report.table(["spent in (leaf frame)", "yardstick", "receiver"], rows))
         parts.append("")
+        stages = summaries["receiver"][1]
         parts.append(
-            report.table(["spent in (leaf frame)", "% of CPU samples"], [[k, f"{v:.1f}"] for k, v in leaves.items()])
+            report.table(
+                ["receiver stage (inclusive)", "% of CPU samples", "µs per request"],
+                [[k, f"{v:.1f}", f"{v * summaries['receiver'][3] / 100:.0f}"] for k, v in stages.items()],
+            )
         )
         parts.append("")
     return "\n".join(parts) + "\n"

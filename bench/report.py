@@ -54,15 +54,21 @@ def _groups(rounds: Sequence[Round]) -> dict[tuple[str, str], list[Round]]:
 LABELS = {"yardstick": "yardstick", "pooled": "yardstick, pool-matched", "receiver": "receiver"}
 
 
-def _summary_row(group: Sequence[Round], baseline: str) -> list[Any]:
-    """One scenario's medians and per-round ratios receiver / ``baseline`` (``yardstick`` or ``pooled``)."""
-    scenario = group[0].scenario
-    by_app = {app: [r for r in group if r.app == app] for app in (baseline, "receiver")}
+def _ratios(group: Sequence[Round], baseline: str) -> list[float]:
+    """Per round: the receiver's req/s over ``baseline``'s in the same round."""
     ratios = []
     for index in sorted({r.index for r in group}):
         pair = {r.app: r.result for r in group if r.index == index}
         if baseline in pair and "receiver" in pair and pair[baseline].rps:
             ratios.append(pair["receiver"].rps / pair[baseline].rps)
+    return ratios
+
+
+def _summary_row(group: Sequence[Round], baseline: str) -> list[Any]:
+    """One scenario's medians and per-round ratios receiver / ``baseline`` (``yardstick`` or ``pooled``)."""
+    scenario = group[0].scenario
+    by_app = {app: [r for r in group if r.app == app] for app in (baseline, "receiver")}
+    ratios = _ratios(group, baseline)
     medians = {
         app: {
             key: statistics.median(getattr(r.result, key) for r in rs) if rs else 0
@@ -159,6 +165,88 @@ def load_tables(rounds: Sequence[Round]) -> str:
         )
         + "\n"
     )
+
+
+def targets(rounds: Sequence[Round], scale_out: Sequence[Any], failover: Sequence[Any]) -> str:
+    """The issue's targets, each with what this run measured (medians over rounds; "-" when not run)."""
+    groups = _groups(rounds)
+
+    def ratio(name: str, setup: str) -> float | None:
+        group = groups.get((name, setup))
+        found = _ratios(group, "yardstick") if group else []
+        return statistics.median(found) if found else None
+
+    def median_of(name: str, setup: str, app: str, key: str) -> float | None:
+        found = [getattr(r.result, key) for r in groups.get((name, setup), []) if r.app == app]
+        return statistics.median(found) if found else None
+
+    def errors(name: str, setup: str, app: str) -> int | None:
+        found = [r for r in groups.get((name, setup), []) if r.app == app]
+        return sum(r.result.unexpected_errors(r.scenario.expected) for r in found) if found else None
+
+    def verdict(ok: bool | None) -> str:
+        return "-" if ok is None else ("met" if ok else "**not met**")
+
+    def shown(value: float | None, fmt: str = "{:.2f}") -> str:
+        return "-" if value is None else fmt.format(value)
+
+    def in_ms(us: float | None) -> str:
+        return shown(None if us is None else us / 1000)
+
+    rows = []
+    for setup in ("1 worker", "2 workers"):
+        json_ratio = ratio("json", setup)
+        others = ", ".join(f"{name} {shown(ratio(name, setup))}" for name in ("form", "mix") if (name, setup) in groups)
+        rows.append(
+            [
+                f"receiver ≥ 1.0 × the yardstick, {setup} (json)",
+                f"json **{shown(json_ratio)}**" + (f"; also {others}" if others else ""),
+                verdict(None if json_ratio is None else json_ratio >= 1.0),
+            ]
+        )
+    p99 = {app: median_of("json @50%", "1 worker", app, "p99") for app in ("yardstick", "receiver")}
+    p99_ratio = p99["receiver"] / p99["yardstick"] if p99["receiver"] and p99["yardstick"] else None
+    rows.append(
+        [
+            "p99 at 50 % of the maximum load ≤ 1.5 × the yardstick's (same rate)",
+            f"receiver {in_ms(p99['receiver'])} ms, yardstick {in_ms(p99['yardstick'])} ms: **{shown(p99_ratio)} ×**",
+            verdict(None if p99_ratio is None else p99_ratio <= 1.5),
+        ]
+    )
+    wide = {app: median_of("json c1024", "1 worker", app, "p99") for app in ("yardstick", "receiver")}
+    wide_errors = {app: errors("json c1024", "1 worker", app) for app in ("yardstick", "receiver")}
+    rows.append(
+        [
+            "1024 connections: 0 errors",
+            f"receiver {shown(wide_errors['receiver'], '{}')} errors, p99 {in_ms(wide['receiver'])} ms; "
+            f"yardstick {shown(wide_errors['yardstick'], '{}')} errors, p99 {in_ms(wide['yardstick'])} ms",
+            verdict(None if wide_errors["receiver"] is None else wide_errors["receiver"] == 0),
+        ]
+    )
+    cluster = [m for m in scale_out if m.label == "receiver, 3-primary cluster"]
+    cluster_ratios: list[float] = []
+    if cluster:
+        from bench.scaleout import ratios as scale_out_ratios
+
+        cluster_ratios = scale_out_ratios(list(scale_out), "receiver, 3-primary cluster")
+    cluster_ratio = statistics.median(cluster_ratios) if cluster_ratios else None
+    rows.append(
+        [
+            "Redis Cluster (3 primaries) ≥ 0.9 × one Redis, same 2 receivers",
+            f"**{shown(cluster_ratio)}**",
+            verdict(None if cluster_ratio is None else cluster_ratio >= 0.9),
+        ]
+    )
+    waited = [losses for losses in failover if losses.wait_replicas >= 1]
+    rows.append(
+        [
+            "`wait_replicas = 1` on Cluster: no acknowledged transition lost when primaries are SIGKILLed",
+            "; ".join(f"{w.kills} kills, {w.acknowledged} acknowledged, **{w.missing} missing**" for w in waited)
+            or "-",
+            verdict(None if not waited else all(w.missing == 0 for w in waited)),
+        ]
+    )
+    return "### Targets\n\n" + table(["target", "measured (medians over rounds)", ""], rows) + "\n"
 
 
 def micro_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make `bench` and the project importable
@@ -30,6 +31,8 @@ from bench import loadgen, pools, procs, report  # noqa: E402
 from bench.loadgen import Result  # noqa: E402
 
 APPS = ("yardstick", "receiver")
+#: The parts after the load rounds, in the order they run.
+PARTS = ("scale-out", "failover", "micro", "memory", "rss", "profile")
 #: Apps of the scenarios that also carry the pool-matched yardstick's line.
 WITH_POOLED = ("yardstick", "receiver", "pooled")
 
@@ -102,6 +105,9 @@ class Bench:
         self.pools: dict[str, pools.Pool] = {}
         self.config = write_config(directory, maxlen=args.maxlen)
         self.versions: dict[str, str] = {}
+        #: Results the targets table reads, filled by their parts.
+        self.scale_out: list[Any] = []
+        self.failover: list[Any] = []
 
     def pool(self, kind: str) -> pools.Pool:
         if kind not in self.pools:
@@ -164,13 +170,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=40_000, help="calls per pool (default 40000)")
     parser.add_argument("--maxlen", type=int, default=1_000_000, help="transitions stream MAXLEN (default 1000000)")
     parser.add_argument("--only", action="append", default=[], help="only scenarios whose name contains this")
-    parser.add_argument(
-        "--skip", action="append", default=[], help="skip parts: load, scale-out, micro, memory, rss, profile"
-    )
+    parser.add_argument("--skip", action="append", default=[], help="skip parts: load, " + ", ".join(PARTS))
     parser.add_argument(
         "--scale-out",
         action="store_true",
         help="only the scale-out part (2 receivers, 1 Redis and a 3-primary cluster); write nothing",
+    )
+    parser.add_argument(
+        "--failover", action="store_true", help="only the failover part (Redis Cluster, repeated kills); write nothing"
     )
     parser.add_argument("--rss-minutes", type=float, default=8.0, help="time budget of the RSS run (default 8)")
     parser.add_argument("--write", default=str(ROOT / "docs" / "performance.md"), help="results document")
@@ -178,9 +185,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.rounds, args.duration, args.calls, args.rss_minutes = 1, 3.0, 8000, 0.5
         args.write = ""
-    if args.scale_out:  # the other parts' results would be lost: this one is printed only
-        args.skip = ["load", "micro", "memory", "rss", "profile"]
-        args.write = ""
+    for flag, part in ((args.scale_out, "scale-out"), (args.failover, "failover")):
+        if flag:  # the other parts' results would be lost: this one is printed only
+            args.skip = ["load", *(other for other in PARTS if other != part)]
+            args.write = ""
     return args
 
 
@@ -199,26 +207,30 @@ def main(argv: list[str] | None = None) -> int:
                     bench.run_setup(setup, chosen)
             sections["load"] = report.load_tables(bench.rounds)
             print(sections["load"])
-        for part in ("scale-out", "micro", "memory", "rss", "profile"):
+        for part in PARTS:
             if part not in args.skip:
                 sections[part] = _part(part, bench)
                 print(sections[part], flush=True)
+        targets = report.targets(bench.rounds, bench.scale_out, bench.failover)
+        print(targets)
         environment = report.environment(bench.versions, load_before, os.getloadavg(), started, argv)
         print(environment)
         if args.write:
-            report.write(Path(args.write), environment, sections)
+            report.write(Path(args.write), environment, {"targets": targets, **sections})
             print(f"wrote {args.write}")
     return 0
 
 
 def _part(name: str, bench: Bench) -> str:
     """One of the parts after the load rounds; a failure is reported in its section, not fatal to the run."""
-    from bench import memory, micro, profile, scaleout
+    from bench import failover, memory, micro, profile, scaleout
 
     quick = bench.args.quick
     try:
         if name == "scale-out":
             return scaleout.section(bench)
+        if name == "failover":
+            return failover.section(bench)
         if name == "micro":
             return report.micro_table(micro.run_all(quick=quick))
         if name == "memory":

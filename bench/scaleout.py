@@ -105,6 +105,22 @@ def line(m: Measured) -> str:
     )
 
 
+#: What each setup's per-round ratio is taken against (same round): the receiver on one Redis against the
+#: yardstick, the receiver on the cluster against the receiver on one Redis.
+BASELINES = {"receiver, 1 Redis": "yardstick, 1 Redis", "receiver, 3-primary cluster": "receiver, 1 Redis"}
+
+
+def ratios(measured: list[Measured], label: str) -> list[float]:
+    """Per round: ``label``'s req/s over its baseline's in the same round."""
+    baseline = BASELINES.get(label)
+    by_round = {(m.label, m.index): m.result.rps for m in measured}
+    return [
+        by_round[(label, index)] / by_round[(baseline, index)]
+        for index in sorted({m.index for m in measured})
+        if baseline and (label, index) in by_round and by_round.get((baseline, index))
+    ]
+
+
 def table(measured: list[Measured]) -> str:
     rows = []
     for label, _app, _where in SETUPS:
@@ -115,11 +131,17 @@ def table(measured: list[Measured]) -> str:
         def median(key: str, results: list[Result] = results) -> float:
             return statistics.median(float(getattr(r, key)) for r in results)
 
+        per_round = ratios(measured, label)
         rows.append(
             [
                 label,
                 " ".join(f"{r.rps:.0f}" for r in results),
                 f"**{median('rps'):.0f}**",
+                f"{BASELINES[label]}: "
+                + " ".join(f"{ratio:.2f}" for ratio in per_round)
+                + f", median **{statistics.median(per_round):.2f}**"
+                if per_round
+                else "-",
                 f"{report.ms(median('p50'))} / {report.ms(median('p99'))}",
                 sum(r.unexpected_errors() for r in results),
                 f"{median('app_cpu_us'):.0f}",
@@ -132,6 +154,7 @@ def table(measured: list[Measured]) -> str:
         "setup (2 processes, 1 worker each)",
         "req/s per round",
         "median req/s",
+        "ratio per round, against",
         "p50 / p99 ms",
         "errors",
         "apps CPU µs/req",
@@ -144,6 +167,7 @@ def table(measured: list[Measured]) -> str:
 
 def section(bench: Bench) -> str:
     measured = run(bench)
+    bench.scale_out = measured
     title = (
         f"### Scale-out: json, 2 receiver processes, {CONNECTIONS} connections, "
         f"`[streams] partitions = {PARTITIONS}` (2 cores: CPU-bound)\n"

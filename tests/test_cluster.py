@@ -10,8 +10,7 @@ every call exactly once. With ``[redis] wait_replicas = 1`` not even that one is
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,13 +25,12 @@ from receiver.settings import Secret, Settings
 from statemachine.keys import Keys
 from tests.support.cluster import (
     LocalCluster,
-    Node,
     assert_only_last_before_kill_lost,
+    kill_and_rejoin,
     missing_acknowledgements,
     run_failover_load,
 )
 from tests.support.histories import SCENARIO_PATHS
-from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -146,23 +144,6 @@ def test_primary_killed_under_load_keeps_acknowledged_events(cluster: LocalClust
     assert len(load.calls) > 20 and load.killed_at is not None and load.killed_at < len(load.statuses)
     victim.start()  # it rejoins as a replica of the primary that replaced it
     cluster.wait_healthy()
-
-
-def kill_and_rejoin(cluster: LocalCluster, victim: Node, key: str) -> tuple[Callable[[], None], threading.Thread]:
-    """A kill for `run_failover_load` after which the victim, once its replica has taken over, is started
-    again and rejoins as that replica's replica (so the new primary has a replica to confirm writes)."""
-
-    def rejoin() -> None:
-        wait_until(lambda: cluster.node_serving(key) is not victim, 30, "replica promoted after the kill")
-        victim.start()
-
-    thread = threading.Thread(target=rejoin)
-
-    def kill() -> None:
-        victim.kill()
-        thread.start()
-
-    return kill, thread
 
 
 def test_wait_replicas_loses_no_acknowledged_event_over_repeated_kills(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -295,6 +296,23 @@ def assert_only_last_before_kill_lost(
     at_risk = acknowledged[acked_before_kill - 1 : acked_before_kill]
     assert [event for event in missing if event not in at_risk] == [], missing
     return {call_id for call_id, _ in missing}
+
+
+def kill_and_rejoin(cluster: LocalCluster, victim: Node, key: str) -> tuple[Callable[[], None], threading.Thread]:
+    """A kill for `run_failover_load` after which the victim, once its replica has taken over, is started
+    again and rejoins as that replica's replica (so the new primary has a replica to confirm writes)."""
+
+    def rejoin() -> None:
+        wait_until(lambda: cluster.node_serving(key) is not victim, 30, "replica promoted after the kill")
+        victim.start()
+
+    thread = threading.Thread(target=rejoin)
+
+    def kill() -> None:
+        victim.kill()
+        thread.start()
+
+    return kill, thread
 
 
 #: The host the starlette TestClient serves, for the URLs requests are signed over.
