@@ -4,11 +4,13 @@ the plain datetime formula it replaces, for any input."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from receiver.providers.base import as_utc, iso_utc, utc_millis
+from receiver.providers.twilio_family import timestamp_utc
 
 
 def plain_millis(timestamp: float) -> str:
@@ -56,3 +58,32 @@ def test_received_at_changes_with_the_second() -> None:
 @example("٢٠٢٦-05-29T12:10:00Z")
 def test_provider_times_normalize_as_datetime_does(value: str) -> None:
     assert iso_utc(value) == plain_iso_utc(value)
+
+
+def plain_rfc2822_utc(value: str) -> str | None:
+    """`twilio_family.timestamp_utc` as written before its shortcut: the general RFC 2822 parser."""
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return iso_utc(value)
+    return None if moment.tzinfo is None else as_utc(moment)
+
+
+@given(
+    st.builds(
+        lambda moment, zone: (
+            moment.strftime("%a, %d %b ") + f"{moment.year:04d}" + moment.strftime(" %H:%M:%S ") + zone
+        ),
+        st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+        st.sampled_from(["+0000", "-0000", "+0530", "GMT"]),
+    )
+    | st.from_regex(
+        r"(Mon|Sun|Xyz), [0-9]{2} (Jan|Feb|Dec|Foo) [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-]0000", fullmatch=True
+    )
+)
+@example("Thu, 28 May 2026 17:30:01 +0000")
+@example("Thu, 31 Feb 2026 17:30:01 +0000")
+@example("Thu, 28 May 2026 24:00:00 +0000")
+@example("Thu, 28 May 0050 17:30:01 +0000")
+def test_twilio_timestamps_read_as_the_rfc2822_parser_reads_them(value: str) -> None:
+    assert timestamp_utc(value) == plain_rfc2822_utc(value)

@@ -13,6 +13,9 @@ twilio.com/docs/voice/answering-machine-detection.
 
 from __future__ import annotations
 
+import calendar
+import re
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -77,11 +80,26 @@ TEXT_EXTRAS: dict[str, str] = {
 }
 
 
+#: Twilio's own layout of ``Timestamp``, read without the general RFC 2822 parser (~20 µs a call).
+_UTC_RFC2822 = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), ([0-9]{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"([1-9][0-9]{3}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) \+0000"
+)
+_MONTHS = {name: number for number, name in enumerate(calendar.month_abbr) if name}
+
+
 def timestamp_utc(value: Any) -> str | None:
     """An RFC 2822 (``Mon, 16 Aug 2010 03:45:01 +0000``) or ISO 8601 timestamp as ISO 8601 UTC."""
     text = text_or_none(value)
     if text is None:
         return None
+    exact = _UTC_RFC2822.fullmatch(text)
+    if exact is not None:
+        day, month, year, hour, minute, second = exact.groups()
+        try:
+            return f"{datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second)).isoformat()}Z"
+        except ValueError:
+            pass  # not a date (31 Feb): the general parser decides, as it always did
     try:
         moment = parsedate_to_datetime(text)
     except (TypeError, ValueError):
