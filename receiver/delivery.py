@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,22 @@ def nesting_exceeds(document: Any, limit: int) -> bool:
 MAX_FORM_FIELDS = 1000
 
 
+_ESCAPES = re.compile("(?:%[0-9A-Fa-f]{2})+")
+
+
+def _decoded(escapes: re.Match[str]) -> str:
+    return bytes.fromhex(escapes.group().replace("%", "")).decode("utf-8")
+
+
+def _unquote(text: str) -> str:
+    """``urllib.parse.unquote(text, errors="strict")``. ASCII text (a form body always is, unless a sender
+    breaks the encoding) has its runs of escapes decoded by one regular expression: the same text, or the
+    same UnicodeDecodeError, since an ASCII character between escapes can never complete a UTF-8 sequence."""
+    if not text.isascii():
+        return urllib.parse.unquote(text, errors="strict")
+    return _ESCAPES.sub(_decoded, text)
+
+
 def parse_form(text: str) -> list[tuple[str, str]]:
     """Form fields in order, as ``urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=True,
     errors="strict", max_num_fields=MAX_FORM_FIELDS)`` parses them (an empty body has no fields), at about
@@ -48,7 +65,7 @@ def parse_form(text: str) -> list[tuple[str, str]]:
         return []
     if text.count("&") >= MAX_FORM_FIELDS:
         raise ValueError("Max number of fields exceeded")
-    unquote = urllib.parse.unquote
+    unquote = _unquote
     pairs = []
     for field in text.split("&"):
         name, equals, value = field.partition("=")
@@ -56,9 +73,9 @@ def parse_form(text: str) -> list[tuple[str, str]]:
             raise ValueError(f"bad query field: {field!r}")
         # Each half is unquoted only when it needs it (names hardly ever do); the result is the same.
         if "%" in name or "+" in name:
-            name = unquote(name.replace("+", " "), errors="strict")
+            name = unquote(name.replace("+", " "))
         if "%" in value or "+" in value:
-            value = unquote(value.replace("+", " "), errors="strict")
+            value = unquote(value.replace("+", " "))
         pairs.append((name, value))
     return pairs
 
