@@ -31,7 +31,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from statemachine.errors import StoreUnavailable
-from statemachine.pipelined import Lane
+from statemachine.pipelined import Lane, SingleFlight
 
 #: redis-py before 5.3 wants a command name for `get_connection`; later versions warn when given one.
 _GET_CONNECTION_ARGS: tuple[str, ...] = ("EVALSHA",) if redis_py.VERSION < (5, 3) else ()
@@ -83,7 +83,7 @@ class ClusterTargets:
     def __init__(self, cluster: RedisCluster) -> None:
         self.cluster = cluster
         self.lanes: dict[str, Lane] = {}
-        self._refreshing: asyncio.Future[None] | None = None
+        self._refreshing = SingleFlight()
         self._initialized = False
 
     @property
@@ -127,23 +127,14 @@ class ClusterTargets:
 
     async def refresh(self) -> None:
         """Read the slot map again (once, however many batches ask at the same time)."""
-        if self._refreshing is not None:
-            await asyncio.shield(self._refreshing)
-            return
-        refreshing = self._refreshing = asyncio.get_running_loop().create_future()
-        try:
-            if not self._initialized:
-                await self.cluster.initialize()
-            else:
-                await self.cluster.nodes_manager.initialize()
-            self._initialized = True
-            refreshing.set_result(None)
-        except BaseException as err:
-            refreshing.set_exception(err)
-            refreshing.exception()  # marked as retrieved: each waiter raises it itself
-            raise
-        finally:
-            self._refreshing = None
+        await self._refreshing.run(self._read_slot_map)
+
+    async def _read_slot_map(self) -> None:
+        if not self._initialized:
+            await self.cluster.initialize()
+        else:
+            await self.cluster.nodes_manager.initialize()
+        self._initialized = True
 
     async def aclose(self) -> None:
         lanes, self.lanes = list(self.lanes.values()), {}

@@ -29,6 +29,28 @@ from redis._parsers import BaseParser
 READ_SIZE = 65536
 
 
+class SingleFlight:
+    """An awaitable job run once for every caller that asks while it runs; each caller gets its outcome."""
+
+    def __init__(self) -> None:
+        self._running: asyncio.Future[None] | None = None
+
+    async def run(self, job: Callable[[], Awaitable[None]]) -> None:
+        if self._running is not None:
+            await asyncio.shield(self._running)
+            return
+        running = self._running = asyncio.get_running_loop().create_future()
+        try:
+            await job()
+            running.set_result(None)
+        except BaseException as err:
+            running.set_exception(err)
+            running.exception()  # marked as retrieved: each waiting caller raises it itself
+            raise
+        finally:
+            self._running = None
+
+
 class _Batch:
     __slots__ = ("count", "future", "replies")
 
@@ -78,7 +100,7 @@ class Lane:
         self._connect = connect
         self._release = release
         self._link: _Link | None = None
-        self._opening: asyncio.Future[None] | None = None
+        self._opening = SingleFlight()
 
     def submit(self, packed: bytes, count: int) -> asyncio.Future[list[Any]] | None:
         """Write ``packed`` (``count`` commands) now and return the future of their replies, or None when
@@ -133,26 +155,17 @@ class Lane:
 
     async def _open(self) -> None:
         """Connect once, however many batches are waiting for it."""
-        if self._opening is not None:
-            await asyncio.shield(self._opening)
-            return
-        opening = self._opening = asyncio.get_running_loop().create_future()
-        try:
-            link = _Link(await self._connect())
-            parser = hiredis.Reader(
-                protocolError=redis_errors.InvalidResponse,
-                replyError=BaseParser.parse_error,
-                notEnoughData=_NOT_ENOUGH_DATA,
-            )
-            link.reader = asyncio.ensure_future(self._read(link, link.connection._reader, parser))
-            self._link = link
-            opening.set_result(None)
-        except BaseException as err:
-            opening.set_exception(err)
-            opening.exception()  # marked as retrieved: each waiter raises it itself
-            raise
-        finally:
-            self._opening = None
+        await self._opening.run(self._connect_link)
+
+    async def _connect_link(self) -> None:
+        link = _Link(await self._connect())
+        parser = hiredis.Reader(
+            protocolError=redis_errors.InvalidResponse,
+            replyError=BaseParser.parse_error,
+            notEnoughData=_NOT_ENOUGH_DATA,
+        )
+        link.reader = asyncio.ensure_future(self._read(link, link.connection._reader, parser))
+        self._link = link
 
     def _watch(self, link: _Link) -> None:
         """The read timeout: fail the link when replies are owed and nothing arrived for ``timeout_s``."""
