@@ -179,13 +179,28 @@ class StepBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, keys: list[str], args: list[Any]) -> Any:
-        """Queue one script call and wait for its reply (or its error)."""
+        """Queue one script call and wait for its reply (or its error).
+
+        A call whose primary has nothing in flight goes out at once: Redis would otherwise sit idle until
+        the end of the loop turn, while the requests of the turn wait for it. Calls for a busy primary
+        wait for the end of the turn, or for the replies in flight, whichever comes first, and go together.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((keys, args, future))
-        if len(self._queue) == 1:
-            loop.call_soon(self._flush)
+        item = (keys, args, future)
+        if not self._queue and self.targets.ready and self._idle(keys[0]):
+            self._dispatch([item])
+        else:
+            self._queue.append(item)
+            if len(self._queue) == 1:
+                loop.call_soon(self._flush)
         return await future
+
+    def _idle(self, key: str) -> bool:
+        try:
+            return self.targets.lane_for(key).idle
+        except (redis_errors.RedisError, redis_errors.RedisClusterException):
+            return False  # no primary serves the slot: the queued path reports it
 
     def _flush(self) -> None:
         queue, self._queue = self._queue, []
@@ -251,8 +266,10 @@ class StepBatcher:
             return
         if any(isinstance(reply, _NEEDS_MORE) for reply in replies):
             self._spawn(self._send(lane, batch, first=replies))
-            return
-        _deliver(batch, replies)
+        else:
+            _deliver(batch, replies)
+        if self._queue and lane.idle:  # what queued up while this batch was out goes now, not at the turn's end
+            self._flush()
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

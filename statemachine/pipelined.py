@@ -102,6 +102,12 @@ class Lane:
         self._link: _Link | None = None
         self._opening = SingleFlight()
 
+    @property
+    def idle(self) -> bool:
+        """Connected, with no reply owed: a write now would be served at once."""
+        link = self._link
+        return link is not None and not link.pending
+
     def submit(self, packed: bytes, count: int) -> asyncio.Future[list[Any]] | None:
         """Write ``packed`` (``count`` commands) now and return the future of their replies, or None when
         the lane has no open connection (then `execute`, which connects). The future fails with
