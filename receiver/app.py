@@ -14,7 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.applications import Starlette
-from starlette.convertors import Convertor
+from starlette.convertors import Convertor, StringConvertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -69,8 +69,17 @@ class Receiver(Starlette):
 
     def __init__(self, *, metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._direct: list[tuple[Pattern[str], dict[str, Convertor[Any]], set[str] | None, Route, ASGIApp]] = [
-            (route.path_regex, route.param_convertors, route.methods, route, ObserveRequests(route.app, metrics))
+        # A route's convertors are left out when all are plain strings (``{source}``): they convert nothing.
+        self._direct: list[tuple[Pattern[str], dict[str, Convertor[Any]] | None, set[str] | None, Route, ASGIApp]] = [
+            (
+                route.path_regex,
+                None
+                if all(type(c) is StringConvertor for c in route.param_convertors.values())
+                else route.param_convertors,
+                route.methods,
+                route,
+                ObserveRequests(route.app, metrics),
+            )
             for route in self.router.routes
             if isinstance(route, DirectRoute)
         ]
@@ -85,9 +94,10 @@ class Receiver(Starlette):
                     scope["app"] = self
                     scope["route"] = route
                     scope["endpoint"] = route.endpoint
-                    scope["path_params"] = {
-                        name: convertors[name].convert(value) for name, value in match.groupdict().items()
-                    }
+                    params = match.groupdict()
+                    if convertors is not None:
+                        params = {name: convertors[name].convert(value) for name, value in params.items()}
+                    scope["path_params"] = params
                     await observed(scope, receive, send)
                     return
         await super().__call__(scope, receive, send)
