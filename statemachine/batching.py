@@ -40,6 +40,8 @@ _GET_CONNECTION_ARGS: tuple[str, ...] = ("EVALSHA",) if redis_py.VERSION < (5, 3
 #: in between), and how often one step follows MOVED/ASK redirections, before its callers are failed.
 CLUSTER_ATTEMPTS = 3
 REDIRECTIONS = 5
+#: Hash tags whose lane a cluster client remembers before it starts over (a call's keys share its partition's).
+MAX_REMEMBERED_TAGS = 4096
 #: Pause before trying a failed cluster batch again: a replica takes over after the cluster's node timeout.
 CLUSTER_RETRY_PAUSE_S = 0.25
 
@@ -85,17 +87,29 @@ class ClusterTargets:
         self.lanes: dict[str, Lane] = {}
         self._refreshing = SingleFlight()
         self._initialized = False
+        self._by_tag: dict[str, Lane] = {}
 
     @property
     def ready(self) -> bool:
         return self._initialized
 
     def lane_for(self, key: str) -> Lane:
-        """The lane of the primary serving ``key``'s slot (`SlotNotCoveredError` when none does)."""
-        node = self.cluster.nodes_manager.get_node_from_slot(key_slot(key.encode()))
-        lane = self.lanes.get(node.name)
+        """The lane of the primary serving ``key``'s slot (`SlotNotCoveredError` when none does).
+
+        Remembered per hash tag (a call's keys all carry their partition's) until the slot map is read again.
+        """
+        start = key.find("{")
+        end = key.find("}", start + 1) if start >= 0 else -1
+        tag = key[start + 1 : end] if end > start + 1 else key
+        lane = self._by_tag.get(tag)
         if lane is None:
-            lane = self.lanes[node.name] = self._lane(node)
+            node = self.cluster.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+            lane = self.lanes.get(node.name)
+            if lane is None:
+                lane = self.lanes[node.name] = self._lane(node)
+            if len(self._by_tag) >= MAX_REMEMBERED_TAGS:
+                self._by_tag.clear()
+            self._by_tag[tag] = lane
         return lane
 
     def lane_at(self, host: str, port: int) -> Lane:
@@ -130,10 +144,12 @@ class ClusterTargets:
         await self._refreshing.run(self._read_slot_map)
 
     async def _read_slot_map(self) -> None:
+        self._by_tag.clear()
         if not self._initialized:
             await self.cluster.initialize()
         else:
             await self.cluster.nodes_manager.initialize()
+        self._by_tag.clear()
         self._initialized = True
 
     async def aclose(self) -> None:
