@@ -21,17 +21,6 @@ from bench import loadgen, procs, report
 if TYPE_CHECKING:
     from bench.run import Bench
 
-#: Stage → substrings of "function (file:line)" frames that belong to it (receiver only; inclusive).
-STAGES: dict[str, tuple[str, ...]] = {
-    "webhook endpoint (body, headers, answer)": ("receiver/routes/webhooks.py",),
-    "signature check (adapter verify)": ("verify (receiver/providers/", "receiver/signatures/"),
-    "normalization (adapter normalize)": ("normalize (receiver/providers/",),
-    "store apply (keys, arguments, event JSON)": ("statemachine/store.py",),
-    "batching and its connections": ("statemachine/batching.py", "statemachine/pipelined.py"),
-    "request observer (id, logs, metrics)": ("receiver/observe.py",),
-    "Redis client library (redis-py)": ("redis/",),
-}
-
 #: Leaf frame file → component, first match wins.
 COMPONENTS: tuple[tuple[str, str], ...] = (
     ("uvicorn/", "uvicorn (HTTP parsing, ASGI messages, socket writes)"),
@@ -63,9 +52,8 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
 OTHER = "other (interpreter, C extensions, standard library)"
 
 
-def summarize(raw: Path) -> tuple[int, dict[str, float], dict[str, float]]:
-    """(samples, inclusive share per stage, leaf share per component) from a py-spy ``--format raw`` file."""
-    stages: Counter[str] = Counter()
+def summarize(raw: Path) -> tuple[int, dict[str, float]]:
+    """(samples, leaf share per component) from a py-spy ``--format raw`` file."""
     components: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
@@ -74,14 +62,9 @@ def summarize(raw: Path) -> tuple[int, dict[str, float], dict[str, float]]:
             continue
         count = int(count_text)
         total += count
-        for stage, needles in STAGES.items():
-            if any(needle in stack for needle in needles):
-                stages[stage] += count
         leaf = stack.rsplit(";", 1)[-1]
         components[next((name for needle, name in COMPONENTS if needle in leaf), OTHER)] += count
-    share = {name: 100 * stages[name] / total for name in STAGES} if total else {}
-    component_share = {name: 100 * n / total for name, n in components.most_common()} if total else {}
-    return total, share, component_share
+    return total, ({name: 100 * n / total for name, n in components.most_common()} if total else {})
 
 
 def record(bench: Bench, app_name: str, scenario_pool: str = "json", seconds: float = 8.0) -> tuple[Path, float]:
@@ -120,32 +103,24 @@ def section(bench: Bench) -> str:
             raw, cpu_us = record(bench, app_name, kind)
             summaries[app_name] = (*summarize(raw), cpu_us)
         provider = bench.pool(kind).provider
-        names = list(dict.fromkeys([*summaries["receiver"][2], *summaries["yardstick"][2]]))
+        names = list(dict.fromkeys([*summaries["receiver"][1], *summaries["yardstick"][1]]))
         rows = []
         for name in names:
             cells = [name]
             for app_name in ("yardstick", "receiver"):
-                _total, _stages, components, cpu_us = summaries[app_name]
+                _total, components, cpu_us = summaries[app_name]
                 share = components.get(name, 0.0)
                 cells.append(f"{share:.1f} % · {share * cpu_us / 100:.0f} µs" if share else "-")
             rows.append(cells)
         rows.append(
             [
                 "**all (the app's CPU per request in the profiled round)**",
-                f"{summaries['yardstick'][3]:.0f} µs",
-                f"{summaries['receiver'][3]:.0f} µs",
+                f"{summaries['yardstick'][2]:.0f} µs",
+                f"{summaries['receiver'][2]:.0f} µs",
             ]
         )
         samples = ", ".join(f"{app_name} {summaries[app_name][0]}" for app_name in ("yardstick", "receiver"))
         parts.append(f"**{kind} ({provider})**, samples: {samples}\n")
         parts.append(report.table(["spent in (leaf frame)", "yardstick", "receiver"], rows))
-        parts.append("")
-        stages = summaries["receiver"][1]
-        parts.append(
-            report.table(
-                ["receiver stage (inclusive)", "% of CPU samples", "µs per request"],
-                [[k, f"{v:.1f}", f"{v * summaries['receiver'][3] / 100:.0f}"] for k, v in stages.items()],
-            )
-        )
         parts.append("")
     return "\n".join(parts) + "\n"
