@@ -1,22 +1,24 @@
 """One dedicated Redis connection on which batches of commands are pipelined.
 
 A `Lane` writes each batch as soon as it is handed one, without waiting for the replies of the batches
-before it, and one reader task reads the replies in the order Redis sends them (the order the commands
-were written) and hands each batch its own. Nothing is checked out of a pool per batch: the connection
-is taken once, from the client's pool (a single server, or the primary Sentinel names) or from a
-cluster node, with the client's own set-up (AUTH, SELECT, TLS), and kept.
+before it. The replies are parsed (hiredis) as their bytes arrive, in the connection's own data callback,
+in the order Redis sends them (the order the commands were written), and each batch gets its own as soon
+as all of them are in: no task wakes up to read. Nothing is checked out of a pool per batch: the
+connection is taken once, from the client's pool (a single server, or the primary Sentinel names) or
+from a cluster node, with the client's own set-up (AUTH, SELECT, TLS), and kept for the lane alone.
 
 Error replies are values in their batch's list (`redis.exceptions` instances, as redis-py maps them), so
 one refused command fails only its caller. A connection that breaks, or stays silent beyond the timeout
-while replies are owed, fails every batch still waiting (nothing of theirs is reported as done) and is
-dropped; the next batch opens a fresh one. A batch that found the connection already broken before any of
-its bytes could have been read is sent once more on a fresh connection (a pooled connection left over
-from a Redis restart); steps that did run meet their dedupe marks, exactly as a provider's retry would.
+while replies are owed (one watchdog timer per connection), fails every batch still waiting (nothing of
+theirs is reported as done) and is let go; the next batch opens a fresh one. `Lane.execute` sends a batch
+that met a broken connection once more on a fresh one (a connection left over from a Redis restart);
+steps that did run meet their dedupe marks, exactly as a provider's retry would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,9 +26,6 @@ from typing import Any
 import hiredis
 from redis import exceptions as redis_errors
 from redis._parsers import BaseParser
-
-#: Bytes asked of the socket per read; a read returns what has arrived, often many replies.
-READ_SIZE = 65536
 
 
 class SingleFlight:
@@ -63,16 +62,21 @@ class _Batch:
 class _Link:
     """One connection of a lane, with the batches written on it and not yet answered."""
 
-    __slots__ = ("connection", "last_read", "pending", "reader", "watchdog", "writer")
+    __slots__ = ("connection", "dropped", "last_read", "parser", "pending", "watchdog", "writer")
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.writer: asyncio.StreamWriter = connection._writer
+        self.parser = hiredis.Reader(
+            protocolError=redis_errors.InvalidResponse,
+            replyError=BaseParser.parse_error,
+            notEnoughData=_NOT_ENOUGH_DATA,
+        )
         self.pending: deque[_Batch] = deque()
-        self.reader: asyncio.Task[None] | None = None
         #: When bytes last arrived, or when a reply became owed after none was (loop time).
         self.last_read = 0.0
         self.watchdog: asyncio.TimerHandle | None = None
+        self.dropped = False
 
     def fail(self, error: redis_errors.RedisError) -> None:
         if self.watchdog is not None:
@@ -101,6 +105,7 @@ class Lane:
         self._release = release
         self._link: _Link | None = None
         self._opening = SingleFlight()
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def idle(self) -> bool:
@@ -164,14 +169,44 @@ class Lane:
         await self._opening.run(self._connect_link)
 
     async def _connect_link(self) -> None:
-        link = _Link(await self._connect())
-        parser = hiredis.Reader(
-            protocolError=redis_errors.InvalidResponse,
-            replyError=BaseParser.parse_error,
-            notEnoughData=_NOT_ENOUGH_DATA,
-        )
-        link.reader = asyncio.ensure_future(self._read(link, link.connection._reader, parser))
+        connection = await self._connect()
+        link = _Link(connection)
+        # Replies are parsed as their bytes arrive, in the connection's own data callback: no task wakes up to
+        # read them. The stream redis-py reads from is left empty; the connection is the lane's alone.
+        stream = connection._reader
+        stream.feed_data = functools.partial(self._received, link)
+        stream.feed_eof = functools.partial(self._ended, link)
+        stream.set_exception = functools.partial(self._ended, link)
         self._link = link
+
+    def _received(self, link: _Link, data: bytes) -> None:
+        """Bytes from Redis: hand each batch its replies as soon as all of them are in."""
+        if link.dropped:
+            return
+        link.last_read = asyncio.get_running_loop().time()
+        pending = link.pending
+        parser = link.parser
+        try:
+            parser.feed(data)
+            while pending:
+                reply = parser.gets()
+                if reply is _NOT_ENOUGH_DATA:
+                    break
+                batch = pending[0]
+                batch.replies.append(reply)
+                if len(batch.replies) == batch.count:
+                    pending.popleft()
+                    if not batch.future.done():
+                        batch.future.set_result(batch.replies)
+            if not pending and parser.has_data():
+                raise redis_errors.InvalidResponse(f"{self.name} sent a reply nothing was waiting for")
+        except redis_errors.RedisError as err:
+            self._drop(link, err)
+
+    def _ended(self, link: _Link, error: BaseException | None = None) -> None:
+        """The connection closed (from either end) or failed."""
+        reason = f": {error}" if error is not None else ""
+        self._drop(link, redis_errors.ConnectionError(f"connection to {self.name} closed{reason}"))
 
     def _watch(self, link: _Link) -> None:
         """The read timeout: fail the link when replies are owed and nothing arrived for ``timeout_s``."""
@@ -185,61 +220,32 @@ class Lane:
         else:
             link.watchdog = loop.call_at(deadline, self._watch, link)
 
-    async def _read(self, link: _Link, stream: asyncio.StreamReader, parser: Any) -> None:
-        """Read replies until the connection fails or is closed, then let the connection go."""
-        loop = asyncio.get_running_loop()
-        pending = link.pending
-        try:
-            while True:
-                data = await stream.read(READ_SIZE)
-                if not data:
-                    raise redis_errors.ConnectionError(f"connection to {self.name} closed by the server")
-                link.last_read = loop.time()
-                parser.feed(data)
-                while pending:
-                    reply = parser.gets()
-                    if reply is _NOT_ENOUGH_DATA:
-                        break
-                    batch = pending[0]
-                    batch.replies.append(reply)
-                    if len(batch.replies) == batch.count:
-                        pending.popleft()
-                        if not batch.future.done():
-                            batch.future.set_result(batch.replies)
-                if not pending and parser.has_data():
-                    raise redis_errors.InvalidResponse(f"{self.name} sent a reply nothing was waiting for")
-        except redis_errors.RedisError as err:
-            self._drop(link, err)
-        except OSError as err:
-            self._drop(link, redis_errors.ConnectionError(f"error reading from {self.name}: {err}"))
-        except asyncio.CancelledError:
-            self._drop(link, redis_errors.ConnectionError(f"connection to {self.name} was closed"))
-            raise
-        finally:
-            try:
-                await link.connection.disconnect()
-            finally:
-                released = self._release(link.connection)
-                if released is not None:
-                    await released
-
     def _drop(self, link: _Link, error: redis_errors.RedisError) -> None:
-        """Fail every batch waiting on ``link`` with ``error``; its reader stops and lets the connection go."""
+        """Fail every batch waiting on ``link`` with ``error`` and let its connection go."""
         if self._link is link:
             self._link = None
         link.fail(error)
-        reader = link.reader
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
+        if not link.dropped:
+            link.dropped = True
+            closing = asyncio.ensure_future(self._let_go(link.connection))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+    async def _let_go(self, connection: Any) -> None:
+        try:
+            await connection.disconnect()
+        finally:
+            released = self._release(connection)
+            if released is not None:
+                await released
 
     async def aclose(self) -> None:
         """Drop the connection (any waiting batch fails) and wait until it is let go."""
         link = self._link
-        if link is None:
-            return
-        self._drop(link, redis_errors.ConnectionError(f"connection to {self.name} closed"))
-        if link.reader is not None:
-            await asyncio.gather(link.reader, return_exceptions=True)
+        if link is not None:
+            self._drop(link, redis_errors.ConnectionError(f"connection to {self.name} closed"))
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 #: What hiredis returns while a reply is incomplete.
