@@ -167,6 +167,10 @@ def targets_for(redis: Redis) -> Targets:
     return SingleTarget(redis)
 
 
+#: A turn's batch of this many calls or more means the loop is busy (see `StepBatcher.run`).
+BUSY_BATCH = 2
+
+
 class StepBatcher:
     """Sends the script calls queued during one turn of the event loop together, per primary.
 
@@ -193,18 +197,24 @@ class StepBatcher:
         self.wait = wait
         self._queue: list[Queued] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Whether the last turn's batch was large: then a step waits for the end of its turn even when its
+        #: primary is idle, so that a busy loop writes once per turn (see `run`).
+        self._busy = False
 
     async def run(self, keys: list[str], args: list[Any]) -> Any:
         """Queue one script call and wait for its reply (or its error).
 
-        A call whose primary has nothing in flight goes out at once: Redis would otherwise sit idle until
-        the end of the loop turn, while the requests of the turn wait for it. Calls for a busy primary
-        wait for the end of the turn, or for the replies in flight, whichever comes first, and go together.
+        Under light load, a call whose primary has nothing in flight goes out at once: Redis would otherwise
+        sit idle until the end of the loop turn, while the requests of the turn wait for it. Other calls wait
+        for the end of the turn and go together. Under heavy load (the last turn's batch held at least
+        `BUSY_BATCH` calls) every call waits for the end of its turn: writing the turn's first call alone
+        would cost Redis and the receiver a read and a write each for nothing, since the turn's batch
+        follows a moment later.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         item = (keys, args, future)
-        if not self._queue and self.targets.ready and self._idle(keys[0]):
+        if not self._busy and not self._queue and self.targets.ready and self._idle(keys[0]):
             self._dispatch([item])
         else:
             self._queue.append(item)
@@ -220,6 +230,7 @@ class StepBatcher:
 
     def _flush(self) -> None:
         queue, self._queue = self._queue, []
+        self._busy = len(queue) >= BUSY_BATCH
         if self.targets.ready:
             self._dispatch(queue)
         else:

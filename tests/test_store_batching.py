@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from receiver.embedded import EmbeddedRedis, free_port
 from statemachine.errors import StoreUnavailable
 from statemachine.keys import Keys
 from statemachine.machine import Outcome
+from statemachine.pipelined import Lane
 from statemachine.states import Trigger
 from statemachine.store import CallStore
 from tests.conftest import MakeSettings
@@ -63,6 +65,39 @@ async def test_an_error_reply_fails_only_its_own_request(named_client: tuple[aio
     assert [getattr(item, "outcome", None) for item in outcomes] == [Outcome.APPLIED, None, Outcome.APPLIED]
     assert isinstance(outcomes[1], redis_errors.ResponseError)
     assert "no decision for trigger answered from state bogus" in str(outcomes[1])
+
+
+async def test_a_lone_step_goes_at_once_and_a_busy_loop_writes_each_turn_once(
+    named_client: tuple[aioredis.Redis, str], keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightly loaded, a step on an idle connection is written at once; once a turn's batch held several
+    steps, the next turn's steps wait for its end and go as one write (fewer reads and writes for Redis)."""
+    client, _ = named_client
+    writes: list[int] = []
+    submit = Lane.submit
+
+    def counted(lane: Lane, packed: bytes, count: int) -> asyncio.Future[list[Any]] | None:
+        future = submit(lane, packed, count)
+        if future is not None:
+            writes.append(count)
+        return future
+
+    monkeypatch.setattr(Lane, "submit", counted)
+    store = CallStore(client, keys)
+    await store.apply(event("warm", Trigger.RINGING, "warm:Ring"))  # opens the connection
+    writes.clear()
+    lone = await store.apply(event("lone", Trigger.RINGING, "lone:Ring"))
+    assert (lone.outcome, writes) == (Outcome.APPLIED, [1])
+
+    writes.clear()
+    first = await asyncio.gather(*(store.apply(event(f"a{i}", Trigger.RINGING, f"a{i}:Ring")) for i in range(20)))
+    assert writes == [1, 19]  # not yet known to be busy: the first step went ahead of its turn's batch
+    writes.clear()
+    second = await asyncio.gather(*(store.apply(event(f"b{i}", Trigger.RINGING, f"b{i}:Ring")) for i in range(20)))
+    assert writes == [20]
+    assert {result.outcome for result in first + second} == {Outcome.APPLIED}
+    assert await client.xlen(keys.transitions()) == 42
+    await store.aclose()
 
 
 async def test_unbatched_store_decides_the_same(redis_url: str, keys: Keys) -> None:
