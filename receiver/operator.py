@@ -15,6 +15,7 @@ from starlette.responses import Response
 from receiver.errors import OperatorAccessDisabled, OperatorAuthError
 from receiver.responses import error_response
 from receiver.settings import Secret, Settings
+from receiver.signatures.shared_secret import parse_bearer
 
 ENABLE_HINT = 'set [operator] token in the configuration (for example token = "env:CALLSTREAM_OPERATOR_TOKEN")'
 #: Sent with every 401, as RFC 6750 asks of bearer-token resources.
@@ -23,10 +24,7 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="callstream"'}
 
 def bearer_token(request: Request) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    return parse_bearer(request.headers.get("authorization", ""))
 
 
 def secret_matches(secret: Secret | None, presented: str | None) -> bool:

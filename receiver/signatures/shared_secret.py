@@ -20,12 +20,21 @@ def verify(secrets: Sequence[str], provided: str, header: str) -> None:
         raise SignatureError(f"{header} does not match", header=header)
 
 
-def bearer_token(header_value: str, header: str) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header (scheme name case-insensitive)."""
+def parse_bearer(header_value: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (scheme name case-insensitive), or
+    None when the value is not a bearer token."""
     scheme, _, token = header_value.strip().partition(" ")
     if scheme.lower() != BEARER or not token.strip():
-        raise SignatureError(f"{header} is not a bearer token", header=header)
+        return None
     return token.strip()
+
+
+def bearer_token(header_value: str, header: str) -> str:
+    """`parse_bearer` for a signature header: SignatureError naming ``header`` when it is not a bearer token."""
+    token = parse_bearer(header_value)
+    if token is None:
+        raise SignatureError(f"{header} is not a bearer token", header=header)
+    return token
 
 
 def verified(header: str) -> Verified:
