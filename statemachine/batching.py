@@ -98,6 +98,7 @@ class ClusterTargets:
 
         Remembered per hash tag (a call's keys all carry their partition's) until the slot map is read again.
         """
+        # Redis's hash-tag rule: the text between the first "{" and the next "}", when not empty.
         start = key.find("{")
         end = key.find("}", start + 1) if start >= 0 else -1
         tag = key[start + 1 : end] if end > start + 1 else key
@@ -144,13 +145,15 @@ class ClusterTargets:
         await self._refreshing.run(self._read_slot_map)
 
     async def _read_slot_map(self) -> None:
-        self._by_tag.clear()
-        if not self._initialized:
-            await self.cluster.initialize()
-        else:
-            await self.cluster.nodes_manager.initialize()
-        self._by_tag.clear()
-        self._initialized = True
+        try:
+            if not self._initialized:
+                await self.cluster.initialize()
+            else:
+                await self.cluster.nodes_manager.initialize()
+            self._initialized = True
+        finally:
+            # Whatever was remembered may be stale now, whether or not the map could be read.
+            self._by_tag.clear()
 
     async def aclose(self) -> None:
         lanes, self.lanes = list(self.lanes.values()), {}
