@@ -7,11 +7,16 @@ import os
 
 from starlette.applications import Starlette
 
+from receiver import collector
 from receiver.app import create_app
 from receiver.providers import PROVIDERS
 from receiver.settings import Settings
 
 
 def app() -> Starlette:
-    """Factory used as ``uvicorn receiver.asgi:app --factory``."""
-    return create_app(Settings.load(None, os.environ, list(PROVIDERS)))
+    """Factory used as ``uvicorn receiver.asgi:app --factory``: the app, in a worker whose garbage collector
+    is set up for serving (receiver/collector.py)."""
+    settings = Settings.load(None, os.environ, list(PROVIDERS))
+    built = create_app(settings)
+    collector.tune_for_serving(settings.gc_young_threshold)
+    return built

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from receiver.collector import DEFAULT_YOUNG_THRESHOLD
 from statemachine.keys import DEFAULT_PREFIX, Keys
 from statemachine.partitions import MAX_PARTITIONS
 from statemachine.store import Retention
@@ -37,6 +38,7 @@ SECTION_KEYS: Mapping[str, frozenset[str] | None] = {
             "header_timeout_seconds",
             "body_timeout_seconds",
             "max_connections",
+            "gc_young_threshold",
         }
     ),
     "streams": frozenset({"prefix", "partitions", "maxlen"}),
@@ -142,6 +144,8 @@ class Settings:
     sweeper_interval_s: int | None = None
     deadletters: DeadLetterLimits = field(default_factory=DeadLetterLimits)
     transport: TransportLimits = field(default_factory=TransportLimits)
+    #: ``[server] gc_young_threshold``: the serving worker's young-generation threshold (receiver/collector.py).
+    gc_young_threshold: int = DEFAULT_YOUNG_THRESHOLD
 
     @property
     def keys(self) -> Keys:
@@ -230,6 +234,7 @@ class Settings:
             allow_unverified_public=_flag(server, "server.allow_unverified_public", False),
             from_file=True,
             sweeper_interval_s=_int(sweeper, "interval_seconds", 1) if "interval_seconds" in sweeper else None,
+            gc_young_threshold=_int(server, "gc_young_threshold", DEFAULT_YOUNG_THRESHOLD),
             transport=TransportLimits(
                 max_header_bytes=_int(server, "max_header_bytes", DEFAULT_TRANSPORT.max_header_bytes),
                 header_timeout_s=_seconds(server, "header_timeout_seconds", DEFAULT_TRANSPORT.header_timeout_s),
