@@ -29,7 +29,7 @@ from statemachine.errors import ReplayedNonce, StoreUnavailable
 from statemachine.events import CallEvent
 from statemachine.keys import Keys
 from statemachine.machine import Outcome
-from statemachine.script import apply_step_source, decision_row, early_row
+from statemachine.script import apply_step_source, decision_row, early_row, prepare_decision_rows
 
 #: Redis errors that mean "try again later", never "your request is wrong".
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -179,6 +179,7 @@ class CallStore:
         self.keys = keys or Keys()
         self.retention = retention or Retention()
         self._apply_step = redis.register_script(apply_step_source())
+        prepare_decision_rows()
         wait = (wait_replicas, wait_timeout_ms) if wait_replicas else None
         batch = batch or wait is not None
         self._batcher = StepBatcher(redis, self._apply_step.sha, apply_step_source(), wait=wait) if batch else None

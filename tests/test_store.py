@@ -7,12 +7,13 @@ import hashlib
 import pytest
 import redis.asyncio as aioredis
 
+from statemachine import script
 from statemachine.definition import ALL_STATES
 from statemachine.errors import ReplayedNonce
 from statemachine.events import CallEvent
 from statemachine.keys import Keys
 from statemachine.machine import Outcome, decide
-from statemachine.states import Trigger
+from statemachine.states import UNSEEN, Trigger
 from statemachine.store import CallStore, NonceClaim, Retention
 from tests.support.events import call_event as event
 
@@ -162,3 +163,19 @@ async def test_undated_redial_after_the_end_opens_a_new_attempt(store: CallStore
     await store.apply(event("c", Trigger.FAILED, "c:failed"))
     redial = await store.apply(event("c", Trigger.REDIAL, "c:created"))
     assert (redial.outcome, redial.attempt) == (Outcome.APPLIED, 2)
+
+
+def test_a_store_works_every_decision_row_out_when_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trigger's first event does not wait for the machine's whole table to be worked out: the store does
+    it when it is built, at start-up (building a store makes no round trip to Redis)."""
+    for cached in (script._decision_rows, script.decision_row, script.early_row):
+        cached.cache_clear()
+    CallStore(aioredis.Redis(port=1))
+
+    def no_table(**_: object) -> None:
+        raise AssertionError("the decision table was worked out after start-up")
+
+    monkeypatch.setattr(script, "decision_table", no_table)
+    for trigger in Trigger:
+        assert f" {UNSEEN}=" in script.decision_row(trigger)  # a row names every state
+        script.early_row(trigger)
