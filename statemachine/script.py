@@ -2,8 +2,8 @@
 
 The script does not embed the whole decision table: a Lua table literal in the script text is rebuilt on
 every call (scripts keep no state between calls), which cost most of the script's time. Instead each call
-carries the one row it can need, the decisions of its own trigger from every state, generated from the
-machine once per trigger (`decision_row`), so the machine stays the single source of truth.
+carries the one row it can need, the decisions of its own trigger from every state (`decision_row`), all
+generated from the machine in one pass at start-up, so the machine stays the single source of truth.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ def _decision_rows(dated_after_end: bool) -> dict[Trigger, str]:
     return {trigger: row + " " for trigger, row in rows.items()}
 
 
-@cache
 def decision_row(trigger: Trigger, dated_after_end: bool = True) -> str:
     """The machine's decisions for ``trigger`` as the script reads them.
 

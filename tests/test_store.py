@@ -168,7 +168,7 @@ async def test_undated_redial_after_the_end_opens_a_new_attempt(store: CallStore
 def test_a_store_works_every_decision_row_out_when_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
     """A trigger's first event does not wait for the machine's whole table to be worked out: the store does
     it when it is built, at start-up (building a store makes no round trip to Redis)."""
-    for cached in (script._decision_rows, script.decision_row, script.early_row):
+    for cached in (script._decision_rows, script.early_row):
         cached.cache_clear()
     CallStore(aioredis.Redis(port=1))
 
