@@ -18,6 +18,14 @@ send a reset, which can destroy the answer before the client reads it. Instead t
 half-closed after the answer (FIN: nothing more will be sent) and whatever the client still sends is read
 and discarded, up to `DRAIN_BYTES` or ``body_timeout_s``, until the client closes; then it is closed.
 
+**One write per answer.** uvicorn writes a response's status line and headers, then its body, as two
+writes: two system calls and two TCP segments for every answer. Here the head of a response with a
+Content-Length is held until its body is written (or the response ends, or the connection closes) and goes
+out with it in one write. Streaming (chunked) responses and ``100 Continue`` are written at once.
+
+**Timers only when waiting.** The header and body timers are armed when a read ends with part of a request
+still to come, not for every request: a request that arrives whole in one read costs no timer.
+
 `serve` passes the limits to its worker processes in the environment (`LIMITS_ENV`), read once per process.
 """
 
@@ -29,6 +37,7 @@ import logging
 import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict
+from itertools import chain
 from typing import Any
 
 import httptools
@@ -51,6 +60,9 @@ log = logging.getLogger("callstream.transport")
 LIMITS_ENV = "CALLSTREAM_TRANSPORT_LIMITS"
 #: Most bytes read and discarded from a client after its answer was sent early (lingering close).
 DRAIN_BYTES = 16 * 1024 * 1024
+#: How a response head starts, and the header line that marks a response whose body follows in full.
+_RESPONSE_HEAD = b"HTTP/1.1 "
+_LENGTH_HEADER = b"\r\ncontent-length: "
 
 
 def limits_to_env(limits: TransportLimits, environ: MutableMapping[str, str]) -> None:
@@ -82,20 +94,20 @@ class _Refused(Exception):
 
 
 class _LingeringTransport:
-    """What a request's response cycle writes through: closing it before the request was fully received
-    lingers (see the module docstring) instead of resetting the connection."""
+    """What a request's response cycle writes through: its writes go through the protocol (one write per
+    answer), and closing it before the request was fully received lingers instead of resetting the
+    connection (see the module docstring)."""
 
     def __init__(self, protocol: GuardedHttpToolsProtocol, transport: asyncio.Transport) -> None:
         self._protocol = protocol
         self._transport = transport
-
-    def write(self, data: bytes) -> None:
-        self._transport.write(data)
+        self.write = protocol.write
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()
 
     def close(self) -> None:
+        self._protocol.flush()
         if self._protocol.message_complete or self._transport.is_closing():
             self._transport.close()
         else:
@@ -125,6 +137,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._lingering = False
         self._drained = 0
+        self._held = b""  # a response head waiting for its body
+        self._cycle_transport: _LingeringTransport | None = None  # one per connection, given to each cycle
 
     # -- connection --------------------------------------------------------------------------------
 
@@ -139,11 +153,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             transport.write(refusal(TooManyConnections(message)))
             transport.close()
             return
+        self._cycle_transport = _LingeringTransport(self, transport)
         self._header_timer = self.loop.call_later(limits.header_timeout_s, self._header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        self._held = b""
+        self._cycle_transport = None  # it refers back to this protocol
         super().connection_lost(exc)
+
+    def write(self, data: bytes) -> None:
+        """Write for a response cycle: a response head with a Content-Length is held for its body."""
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        elif data.startswith(_RESPONSE_HEAD) and _LENGTH_HEADER in data:
+            self._held = data
+            return
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        """Write a held response head now (the response ended without a body write, or is being closed)."""
+        if self._held:
+            held, self._held = self._held, b""
+            self.transport.write(held)
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, plus the header byte count, draining while lingering, and JSON for a malformed request."""
@@ -165,9 +198,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if not self._lingering:  # else a callback below refused the request and stopped the parser
                 self._refuse(MalformedRequest("the request is not valid HTTP/1.1"))
             return
-        limit = self.limits().max_header_bytes
-        if self._in_headers and self._header_bytes > limit and not self.transport.is_closing():
-            self._refuse(HeadersTooLarge(f"request headers are over {limit} bytes"))
+        if self.message_complete or self.transport.is_closing():
+            return
+        # Part of a request is still to come: from here on its headers, or its body, are timed.
+        if self._in_headers:
+            limit = self.limits().max_header_bytes
+            if self._header_bytes > limit:
+                self._refuse(HeadersTooLarge(f"request headers are over {limit} bytes"))
+            elif self._header_timer is None:
+                self._header_timer = self.loop.call_later(self.limits().header_timeout_s, self._header_timeout)
+        elif self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits().body_timeout_s, self._body_timeout)
 
     # -- parser callbacks --------------------------------------------------------------------------
 
@@ -175,8 +216,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.message_complete = False
         self._in_headers = True
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.limits().header_timeout_s, self._header_timeout)
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
@@ -184,15 +223,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
-        parsed = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        parsed = len(self.url) + len(b"".join(chain.from_iterable(self.headers))) + 4 * len(self.headers)
         limit = self.limits().max_header_bytes
         if parsed > limit:
             self._refuse(HeadersTooLarge(f"request headers are over {limit} bytes"))
             raise _Refused  # stops the parser: nothing more of this request is read
         super().on_headers_complete()
-        if self.cycle is not None:
-            self.cycle.transport = _LingeringTransport(self, self.transport)  # type: ignore[assignment]
-        self._body_timer = self.loop.call_later(self.limits().body_timeout_s, self._body_timeout)
+        if self.cycle is not None and self._cycle_transport is not None:
+            self.cycle.transport = self._cycle_transport  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self.message_complete = True
@@ -202,6 +240,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        self.flush()
         super().on_response_complete()
         if not self.message_complete and not self.transport.is_closing():
             self.linger()  # answered before the request ended (keep-alive case): end the connection cleanly
@@ -238,6 +277,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Answer ``error`` on the spot and end the connection, lingering so the answer is read."""
         status, code = http_error(error)
         log.info("refused a request: %s", error.message, extra={"status": status, "error": code})
+        self.flush()
         self.transport.write(refusal(error))
         self.linger()
 
@@ -247,6 +287,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._lingering = True
         self._cancel_timers()
+        self.flush()
         self._unset_keepalive_if_required()
         if self.transport.can_write_eof():
             self.transport.write_eof()
