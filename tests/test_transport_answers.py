@@ -160,4 +160,3 @@ def test_pipelined_answers_come_back_whole_and_in_order(served: ServedReceiver) 
             head, _ = answers_in.next(head_only=number == 0)
             statuses.append(int(head.split(b" ", 2)[1]))
     assert statuses == [200, 400, 404, 200]
-
