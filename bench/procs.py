@@ -17,9 +17,19 @@ from receiver.embedded import free_port
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
 
-#: The uvicorn flags both apps run with; only the application differs.
+#: The uvicorn flags both apps run with; only the application, and its HTTP protocol, differ.
 UVICORN_FLAGS = ("--host", "127.0.0.1", "--no-access-log", "--log-level", "warning", "--loop", "uvloop")
 UVICORN_FLAGS += ("--http", "httptools", "--backlog", "4096", "--timeout-keep-alive", "30")
+#: The HTTP protocol `callstream serve` runs the receiver with (its transport limits, one write per answer):
+#: the receiver is measured as it is deployed; the yardstick keeps uvicorn's own httptools protocol.
+RECEIVER_HTTP = "receiver.transport:GuardedHttpToolsProtocol"
+
+
+def uvicorn_flags(app: str, http: str | None = None) -> list[str]:
+    """`UVICORN_FLAGS` for ``app``, with ``http`` (default: the receiver's own protocol for the receiver,
+    uvicorn's httptools for the yardsticks) as the HTTP protocol."""
+    protocol = http or (RECEIVER_HTTP if app == "receiver" else "httptools")
+    return [protocol if flag == "httptools" else flag for flag in UVICORN_FLAGS]
 
 
 #: The yardstick as shipped, beside the repository; `bench/yardstick_app.py` is a byte-for-byte copy of it
@@ -140,13 +150,20 @@ def start_redis(directory: Path, *, appendonly: bool = False, binary: str | None
 
 
 def start_app(app: str, *, workers: int, redis_url: str, config: Path, log: Path) -> Server:
-    """``app`` is ``yardstick``, ``pooled`` or ``receiver`` (`app_target`); all run under the same uvicorn flags."""
+    """``app`` is ``yardstick``, ``pooled`` or ``receiver`` (`app_target`); all run under the same uvicorn flags
+    (`uvicorn_flags`). The receiver runs as `callstream serve` runs it: its own HTTP protocol, and with
+    several workers, metrics shared through files."""
     port = free_port()
     target = app_target(app)
     env = {**os.environ, "REDIS_URL": redis_url, "CALLSTREAM_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+    if app == "receiver" and workers > 1:
+        # As `callstream serve` does: several workers keep their metrics in files of one directory.
+        shared = log.parent / f"metrics-{port}"
+        shared.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
     command = [sys.executable, "-m", "uvicorn", *target, "--port", str(port), "--workers", str(workers)]
     with log.open("ab") as out:
-        process = subprocess.Popen([*command, *UVICORN_FLAGS], cwd=ROOT, env=env, stdout=out, stderr=out)
+        process = subprocess.Popen([*command, *uvicorn_flags(app)], cwd=ROOT, env=env, stdout=out, stderr=out)
     server = Server(process, port, app, log)
     wait_listening(server, workers)
     return server

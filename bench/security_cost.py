@@ -26,7 +26,7 @@ import redis
 from bench import loadgen, pools, procs
 from receiver.embedded import free_port
 
-GUARDED = "receiver.transport:GuardedHttpToolsProtocol"
+GUARDED = procs.RECEIVER_HTTP
 
 
 def vobiz_pool(directory: Path, count: int) -> pools.Pool:
@@ -51,7 +51,7 @@ def start(source: Path, http: str, redis_url: str, directory: Path) -> procs.Ser
         f'secrets = ["{pools.SECRETS["vobiz"]}"]\npublic_url = "{pools.public_url("vobiz")}"\n'
     )
     env = {**os.environ, "REDIS_URL": redis_url, "CALLSTREAM_CONFIG": str(config), "PYTHONPATH": str(source)}
-    flags = [flag if flag != "httptools" else http for flag in procs.UVICORN_FLAGS]
+    flags = procs.uvicorn_flags("receiver", http)
     command = [sys.executable, "-m", "uvicorn", "receiver.asgi:app", "--factory", "--port", str(port), *flags]
     log = directory / "app.log"
     with log.open("ab") as out:

@@ -120,6 +120,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> Receiver:
         app.state.pipeline = Pipeline(store, app.state.metrics, settings.deadletters)
         try:
             async with (
+                app.state.metrics.flushing(),
                 sweeper.periodic(settings, app.state.pipeline.store),
                 console.connection(app, settings, shared=redis is not None),
             ):

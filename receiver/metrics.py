@@ -5,15 +5,22 @@ With several uvicorn workers, ``callstream serve`` sets ``PROMETHEUS_MULTIPROC_D
 start: prometheus-client then keeps every value in a file of that directory, and whichever worker answers
 a scrape adds up all workers' files. Only counters and histograms are used (no live gauges), so a dead
 worker's counts stay valid and need no clean-up. Stream lengths are read from Redis at scrape time.
+
+In that mode every increment would be a locked write to a memory-mapped file. The counts of the request
+path (webhook outcomes, transitions, HTTP requests and their latency) are instead added up in the worker
+and written to its file every `FLUSH_INTERVAL_S` (`Metrics.flushing`), before it answers a scrape, and
+when it stops: a scrape sees another worker's requests at most that long after they were answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
 
 from prometheus_client import (
@@ -37,6 +44,9 @@ WEBHOOK_OUTCOMES = ("applied", "annotation", "duplicate", "late", "rejected", "d
 
 #: Request latency buckets (seconds): a webhook is one Redis round trip, so most land well under 10 ms.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+#: With several workers: how often each writes the request path's counts to its shared file (seconds).
+FLUSH_INTERVAL_S = 1.0
 
 
 def multiprocess_dir(environ: Mapping[str, str]) -> str | None:
@@ -94,19 +104,55 @@ class Metrics:
         self._outcomes: dict[tuple[str, str], Callable[[float], None]] = {}
         self._transitions: dict[tuple[str, str], Callable[[float], None]] = {}
         self._requests: dict[tuple[str, str, int], tuple[Callable[[float], None], Callable[[float], None]]] = {}
+        # Several workers: the request path's increments are kept here until `flush` writes them.
+        self._pending: list[_Pending] | None = None if multiprocess_dir(os.environ) is None else []
+
+    def _recorder(self, write: Callable[[float], None]) -> Callable[[float], None]:
+        """``write`` itself in one process; with several, an increment kept until the next `flush`."""
+        if self._pending is None:
+            return write
+        pending = _Pending(write)
+        self._pending.append(pending)
+        return pending.add
+
+    def flush(self) -> None:
+        """Write the kept increments to this worker's file (several workers; nothing to do in one process)."""
+        for pending in self._pending or ():
+            pending.flush()
+
+    @contextlib.asynccontextmanager
+    async def flushing(self) -> AsyncIterator[None]:
+        """While serving: `flush` every `FLUSH_INTERVAL_S`, and once more at the end."""
+        if self._pending is None:
+            yield
+            return
+
+        async def every_interval() -> None:
+            while True:
+                await asyncio.sleep(FLUSH_INTERVAL_S)
+                self.flush()
+
+        task = asyncio.create_task(every_interval())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.flush()
 
     def outcome(self, source: str, outcome: str) -> None:
         key = (source, outcome)
         inc = self._outcomes.get(key)
         if inc is None:
-            inc = self._outcomes[key] = _incrementer(self.webhook_requests.labels(source, outcome))
+            inc = self._outcomes[key] = self._recorder(_incrementer(self.webhook_requests.labels(source, outcome)))
         inc(1)
 
     def transition(self, from_state: str, to_state: str) -> None:
         key = (from_state, to_state)
         inc = self._transitions.get(key)
         if inc is None:
-            inc = self._transitions[key] = _incrementer(self.transitions.labels(from_state, to_state))
+            inc = self._transitions[key] = self._recorder(_incrementer(self.transitions.labels(from_state, to_state)))
         inc(1)
 
     def signature_failure(self, source: str) -> None:
@@ -122,14 +168,15 @@ class Metrics:
         recorders = self._requests.get(key)
         if recorders is None:
             recorders = self._requests[key] = (
-                _incrementer(self.http_requests.labels(route, method, str(status))),
-                _observer(self.request_latency.labels(route)),
+                self._recorder(_incrementer(self.http_requests.labels(route, method, str(status)))),
+                _observer(self.request_latency.labels(route), self._recorder),
             )
         recorders[0](1)
         recorders[1](seconds)
 
     def exposition(self, stream_lengths: Mapping[tuple[str, str], int] | None) -> bytes:
         """The Prometheus text format: this app's metrics (or every worker's) and the stream lengths read now."""
+        self.flush()
         directory = multiprocess_dir(os.environ)
         if directory is None:
             text = generate_latest(self.registry)
@@ -152,16 +199,36 @@ def _incrementer(counter: Counter) -> Callable[[float], None]:
     return inc if inc is not None else counter.inc
 
 
-def _observer(histogram: Histogram) -> Callable[[float], None]:
+class _Pending:
+    """Increments of one value, added up in the worker until `flush` writes them (`Metrics._recorder`)."""
+
+    __slots__ = ("amount", "write")
+
+    def __init__(self, write: Callable[[float], None]) -> None:
+        self.write = write
+        self.amount = 0.0
+
+    def add(self, amount: float) -> None:
+        self.amount += amount
+
+    def flush(self) -> None:
+        if self.amount:
+            amount, self.amount = self.amount, 0.0
+            self.write(amount)
+
+
+def _observer(
+    histogram: Histogram, recorder: Callable[[Callable[[float], None]], Callable[[float], None]] = lambda inc: inc
+) -> Callable[[float], None]:
     """``histogram.observe`` without its per-call checks: the sum and the first bucket holding the value
-    (found by bisection) are incremented, as ``Histogram.observe`` does."""
+    (found by bisection) are incremented, as ``Histogram.observe`` does, each through ``recorder``."""
     sum_value = getattr(histogram, "_sum", None)
     buckets = getattr(histogram, "_buckets", None)
     bounds = getattr(histogram, "_upper_bounds", None)
     if sum_value is None or buckets is None or bounds is None:
         return histogram.observe
-    add_sum = sum_value.inc
-    bucket_incs = [bucket.inc for bucket in buckets]
+    add_sum = recorder(sum_value.inc)
+    bucket_incs = [recorder(bucket.inc) for bucket in buckets]
 
     def observe(amount: float) -> None:
         add_sum(amount)

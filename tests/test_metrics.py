@@ -13,11 +13,14 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from receiver.app import create_app
 from receiver.embedded import free_port
+from receiver.metrics import FLUSH_INTERVAL_S, MULTIPROC_ENV
 from receiver.settings import Secret
 from tests.conftest import MakeSettings, signed_source
 from tests.support.processes import receiver_config, wait_until
@@ -167,8 +170,8 @@ def test_redis_outage_is_counted_and_metrics_still_served(make_settings: MakeSet
 
 @pytest.mark.slow
 def test_workers_share_their_counts(tmp_path: Path, redis_url: str, prefix: str) -> None:
-    """`callstream serve --workers 2`: every scrape, whichever worker answers it, reports the requests
-    served by both workers."""
+    """`callstream serve --workers 2`: within a second of the last request, every scrape, whichever worker
+    answers it, reports the requests served by both workers."""
     config = tmp_path / "callstream.toml"
     config.write_text(receiver_config(prefix))
     port = free_port()
@@ -199,6 +202,20 @@ def test_workers_share_their_counts(tmp_path: Path, redis_url: str, prefix: str)
             sent += 1
             pids = webhook_pids(log_path)
         assert len(pids) == 2, f"one worker served all {sent} requests"
+        # Each worker writes its counts to the shared files at least once a second (FLUSH_INTERVAL_S).
+        wait_until(
+            lambda: (
+                value(
+                    scrape(httpx.get(base + "/metrics", timeout=10).text),
+                    "callstream_webhook_requests_total",
+                    source="vobiz",
+                    outcome="applied",
+                )
+                == sent
+            ),
+            5 * FLUSH_INTERVAL_S,
+            "both workers' counts in a scrape",
+        )
         for _ in range(6):
             samples = scrape(httpx.get(base + "/metrics", timeout=10).text)
             assert value(samples, "callstream_webhook_requests_total", source="vobiz", outcome="applied") == sent
@@ -208,6 +225,41 @@ def test_workers_share_their_counts(tmp_path: Path, redis_url: str, prefix: str)
         server.wait(20)
     # The shared metrics directory was created for this run and removed when it ended.
     assert set(Path(tempfile.gettempdir()).glob("callstream-metrics-*")) == metric_dirs_before
+
+
+@pytest.mark.slow
+def test_a_stopping_worker_writes_the_counts_it_kept(tmp_path: Path, redis_url: str, prefix: str) -> None:
+    """Workers keep the request path's counts for up to a second before writing them to the shared files;
+    a worker stopped right after its last request still writes them all."""
+    config = tmp_path / "callstream.toml"
+    config.write_text(receiver_config(prefix))
+    port = free_port()
+    shared = tmp_path / "metrics"  # an operator-given directory outlives the server
+    env = {**os.environ, "REDIS_URL": redis_url, MULTIPROC_ENV: str(shared)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config), "--port", str(port)]
+        + ["--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(base + "/healthz", timeout=1).status_code == 200, 30, "receiver answering")
+        sent = 30
+        for number in range(sent):
+            body = f"CallUUID=stop-{number}&Event=Ring&CallStatus=ringing".encode()
+            response = httpx.post(base + "/webhooks/vobiz", content=body, headers=FORM, timeout=10)
+            assert response.status_code == 200, response.text
+    finally:
+        server.terminate()
+        assert server.wait(20) == 0
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, path=str(shared))  # type: ignore[no-untyped-call]
+    samples = scrape(generate_latest(merged).decode())
+    assert value(samples, "callstream_webhook_requests_total", source="vobiz", outcome="applied") == sent
+    assert value(samples, "callstream_transitions_total", from_state="new", to_state="ringing") == sent
 
 
 def webhook_pids(log_path: Path) -> set[int]:
