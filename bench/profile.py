@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 #: Leaf frame file → component, first match wins.
 COMPONENTS: tuple[tuple[str, str], ...] = (
     ("uvicorn/", "uvicorn (HTTP parsing, ASGI messages, socket writes)"),
+    ("receiver/transport.py", "receiver's HTTP protocol (limits; the answer's one socket write)"),
     ("asyncio/", "asyncio (tasks, futures, streams, timeouts)"),
     ("starlette/", "Starlette (middleware, routing, Request, Response)"),
     ("redis/", "redis-py (pool, command packing, parsing)"),
