@@ -163,7 +163,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def write(self, data: bytes) -> None:
-        """Write for a response cycle: a response head with a Content-Length is held for its body."""
+        """Write for a response cycle: a response head with a Content-Length is held for its body. (Held bytes
+        go out before anything else is written, so a body that merely looks like a head is delayed at most
+        until the response's next write or its end, never reordered.)"""
         if self._held:
             data = self._held + data
             self._held = b""
