@@ -6,10 +6,12 @@ start: prometheus-client then keeps every value in a file of that directory, and
 a scrape adds up all workers' files. Only counters and histograms are used (no live gauges), so a dead
 worker's counts stay valid and need no clean-up. Stream lengths are read from Redis at scrape time.
 
-In that mode every increment would be a locked write to a memory-mapped file. The counts of the request
-path (webhook outcomes, transitions, HTTP requests and their latency) are instead added up in the worker
-and written to its file every `FLUSH_INTERVAL_S` (`Metrics.flushing`), before it answers a scrape, and
-when it stops: a scrape sees another worker's requests at most that long after they were answered.
+Every increment of prometheus-client takes a lock, and in that mode also writes to a memory-mapped file.
+The counts of the request path (webhook outcomes, transitions, HTTP requests and their latency) are
+instead added up in plain attributes and written to the metric values every `FLUSH_INTERVAL_S`
+(`Metrics.flushing`), before every scrape, and when the app stops. A scrape answered by a process is
+exact for that process; with several workers it sees another worker's requests at most that long after
+they were answered.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ WEBHOOK_OUTCOMES = ("applied", "annotation", "duplicate", "late", "rejected", "d
 #: Request latency buckets (seconds): a webhook is one Redis round trip, so most land well under 10 ms.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
-#: With several workers: how often each writes the request path's counts to its shared file (seconds).
+#: How often the request path's counts are written to the metric values (seconds): with several workers,
+#: how long a scrape may lag another worker's requests.
 FLUSH_INTERVAL_S = 1.0
 
 
@@ -104,28 +107,23 @@ class Metrics:
         self._outcomes: dict[tuple[str, str], Callable[[float], None]] = {}
         self._transitions: dict[tuple[str, str], Callable[[float], None]] = {}
         self._requests: dict[tuple[str, str, int], tuple[Callable[[float], None], Callable[[float], None]]] = {}
-        # Several workers: the request path's increments are kept here until `flush` writes them.
-        self._pending: list[_Pending] | None = None if multiprocess_dir(os.environ) is None else []
+        # The request path's increments, kept until `flush` writes them (module docstring).
+        self._pending: list[_Pending] = []
 
     def _recorder(self, write: Callable[[float], None]) -> Callable[[float], None]:
-        """``write`` itself in one process; with several, an increment kept until the next `flush`."""
-        if self._pending is None:
-            return write
+        """An increment of ``write``'s value, kept until the next `flush`."""
         pending = _Pending(write)
         self._pending.append(pending)
         return pending.add
 
     def flush(self) -> None:
-        """Write the kept increments to this worker's file (several workers; nothing to do in one process)."""
-        for pending in self._pending or ():
+        """Write the kept increments to their metric values (with several workers, to this worker's file)."""
+        for pending in self._pending:
             pending.flush()
 
     @contextlib.asynccontextmanager
     async def flushing(self) -> AsyncIterator[None]:
         """While serving: `flush` every `FLUSH_INTERVAL_S`, and once more at the end."""
-        if self._pending is None:
-            yield
-            return
 
         async def every_interval() -> None:
             while True:

@@ -306,4 +306,4 @@ def test_latency_buckets_and_counts_are_prometheus_own() -> None:
         )
 
     names = {"callstream_http_requests", "callstream_http_request_duration_seconds", "callstream_webhook_requests"}
-    assert samples(generate_latest(metrics.registry), names) == samples(generate_latest(reference), names)
+    assert samples(metrics.exposition(None), names) == samples(generate_latest(reference), names)
