@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import orjson
 import pytest
 import redis
 
+from tests.conftest import delete_prefix, new_prefix
 from tests.support.processes import ServedReceiver
 
 pytestmark = pytest.mark.slow
@@ -30,13 +30,9 @@ LIMITS = "header_timeout_seconds = 1\nbody_timeout_seconds = 1\nmax_connections 
 
 @pytest.fixture(scope="module")
 def module_prefix(redis_url: str) -> Iterator[str]:
-    name = f"cstest-{uuid.uuid4().hex[:10]}"
+    name = new_prefix()
     yield name
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{name}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_prefix(redis_url, name)
 
 
 @pytest.fixture(scope="module")

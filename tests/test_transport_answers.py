@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-import redis
 
+from tests.conftest import delete_prefix, new_prefix
 from tests.support.processes import ServedReceiver
 
 pytestmark = pytest.mark.slow
@@ -28,14 +28,10 @@ DATA_SEGS_IN_OFFSET = 152
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[ServedReceiver]:
-    prefix = f"cstest-{uuid.uuid4().hex[:10]}"
+    prefix = new_prefix()
     with ServedReceiver(tmp_path_factory.mktemp("answers"), redis_url, prefix, workers=1).start() as receiver:
         yield receiver
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_prefix(redis_url, prefix)
 
 
 def data_segments_in(sock: socket.socket) -> int:
